@@ -1,0 +1,186 @@
+"""Input pipelines: records from local or gs:// files to batches, per input pipeline.
+
+Each dataset is built by a function of a `tf.distribute.InputContext`, so that
+`strategy.distribute_datasets_from_function` gives every worker its own files.
+Images stay uint8 up to the cache (a quarter of the memory of floats); casting, augmentation
+and one-hot labels come after it, so they change every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.config import Config
+from trainer.datasets import DatasetSpec
+from trainer.files import FileSplit, select_files
+from trainer.images import decode_to_square
+from trainer.keras_api import tf
+from trainer.records import (
+    SCHEMA_MNIST,
+    DataError,
+    check_idx_pair,
+    count_records,
+    detect_schema,
+    idx_dataset,
+    record_parser,
+)
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at import time
+CACHE_AUTO_BYTES = 4 << 30  # "auto" caches decoded images in memory up to 4 GiB per worker
+READ_BUFFER_BYTES = 8 << 20  # large reads amortise Cloud Storage latency
+MAX_PARALLEL_FILES = 16
+
+
+@dataclass(frozen=True)
+class InputData:
+    """Files, counts and dataset builders of one run."""
+
+    files: FileSplit
+    schema: str
+    train_count: int
+    eval_count: int
+    train_fn: Callable[[Any], Any]  # InputContext -> batched training dataset (repeats)
+    eval_fn: Callable[[Any], Any]  # InputContext -> batched evaluation dataset (one pass)
+
+
+def _idx_or_schema(files: FileSplit) -> tuple[str, int, int]:
+    if files.kind == "idx":
+        return "idx", check_idx_pair(*files.train)[0], check_idx_pair(*files.eval)[0]
+    schema = detect_schema(files.train[0])
+    eval_schema = detect_schema(files.eval[0])
+    if eval_schema != schema:
+        raise DataError(
+            f"{files.eval[0]} is in schema {eval_schema} but {files.train[0]} is in {schema}"
+        )
+    return schema, count_records(files.train), count_records(files.eval)
+
+
+def load_data(cfg: Config, spec: DatasetSpec, data_dir: str | None = None) -> InputData:
+    """Select files, check them, count records and return the dataset builders."""
+    files = select_files(
+        spec, data_dir or cfg.data_dir, cfg.train_files, cfg.eval_files, cfg.eval_split
+    )
+    schema, train_count, eval_count = _idx_or_schema(files)
+    if (schema == SCHEMA_MNIST) != (spec.name == "mnist") and schema != "idx":
+        raise DataError(f"{files.train[0]}: records are {schema}, not {spec.name}")
+
+    def train_fn(ctx: Any) -> Any:
+        return training_dataset(cfg, spec, files, schema, train_count, ctx)
+
+    def eval_fn(ctx: Any) -> Any:
+        return evaluation_dataset(cfg, spec, files, schema, eval_count, ctx)
+
+    return InputData(files, schema, train_count, eval_count, train_fn, eval_fn)
+
+
+def _decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[Any, Any], Any]:
+    """(image bytes, label) -> (uint8 [size, size, channels], label)."""
+    if schema == SCHEMA_MNIST:
+
+        def decode(image: Any, label: Any) -> tuple[Any, Any]:
+            pixels = tf.reshape(tf.io.decode_raw(image, tf.uint8), spec.image_shape)
+            return pixels, label
+
+    else:
+
+        def decode(image: Any, label: Any) -> tuple[Any, Any]:
+            return decode_to_square(image, image_size, spec.channels), label
+
+    return decode
+
+
+def _records(
+    cfg: Config,
+    spec: DatasetSpec,
+    paths: Sequence[str],
+    kind: str,
+    schema: str,
+    ctx: Any,
+    training: bool,
+) -> Any:
+    """Decoded (uint8 image, int label) records of this input pipeline's share."""
+    pipelines, index = ctx.num_input_pipelines, ctx.input_pipeline_id
+    if kind == "idx":
+        ds = idx_dataset(*paths)
+        return ds.shard(pipelines, index) if pipelines > 1 else ds
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    by_files = pipelines > 1 and len(paths) >= pipelines
+    if by_files:
+        files = files.shard(pipelines, index)
+    if training:
+        # A new file order every epoch; interleaving then mixes several files at once.
+        files = files.shuffle(len(paths), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
+        cycle_length=min(len(paths), MAX_PARALLEL_FILES),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=not training,
+    )
+    if pipelines > 1 and not by_files:
+        ds = ds.shard(pipelines, index)  # fewer files than workers: share by records
+    parse = record_parser(schema, spec.num_classes)
+    decode = _decoder(spec, schema, cfg.image_size)
+    return ds.map(
+        lambda r: decode(*parse(r)), num_parallel_calls=AUTOTUNE, deterministic=not training
+    )
+
+
+def _cache(ds: Any, cfg: Config, spec: DatasetSpec, count: int, ctx: Any, name: str) -> Any:
+    """Cache decoded images: in memory when they fit ("auto"), or in a file."""
+    mode = cfg.cache
+    if mode == "none":
+        return ds
+    if mode == "auto":
+        side = cfg.image_size
+        decoded = count * side * side * spec.channels // max(1, ctx.num_input_pipelines)
+        return ds.cache() if decoded <= CACHE_AUTO_BYTES else ds
+    if mode == "memory":
+        return ds.cache()
+    return ds.cache(f"{mode}-{name}-{ctx.input_pipeline_id}")
+
+
+def _prepare(spec: DatasetSpec, augment: bool, seed: int) -> Callable[[Any, Any], Any]:
+    """uint8 image -> float32 0-255 (models rescale inside), label -> one-hot."""
+
+    def prepare(image: Any, label: Any) -> tuple[Any, Any]:
+        image = tf.cast(image, tf.float32)
+        if augment:
+            image = augment_image(image, spec)
+        return image, tf.one_hot(label, spec.num_classes)
+
+    return prepare
+
+
+def augment_image(image: Any, spec: DatasetSpec) -> Any:
+    """Random changes that keep the class: the codelab's flips for flowers."""
+    if spec.channels == 3:
+        image = tf.image.random_flip_left_right(image)
+    return image
+
+
+def training_dataset(
+    cfg: Config, spec: DatasetSpec, files: FileSplit, schema: str, count: int, ctx: Any
+) -> Any:
+    """Shuffled, repeated, batched training data for one input pipeline."""
+    batch = ctx.get_per_replica_batch_size(cfg.batch_size)
+    ds = _records(cfg, spec, files.train, files.kind, schema, ctx, training=True)
+    ds = _cache(ds, cfg, spec, count, ctx, "train")
+    ds = ds.repeat()  # before shuffle: the buffer mixes across epoch boundaries
+    ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
+    ds = ds.map(_prepare(spec, cfg.augment, cfg.seed), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch, drop_remainder=True)  # static shapes, as TPUs require
+    return ds.prefetch(AUTOTUNE)
+
+
+def evaluation_dataset(
+    cfg: Config, spec: DatasetSpec, files: FileSplit, schema: str, count: int, ctx: Any
+) -> Any:
+    """Every evaluation record exactly once, in file order."""
+    batch = ctx.get_per_replica_batch_size(cfg.batch_size)
+    ds = _records(cfg, spec, files.eval, files.kind, schema, ctx, training=False)
+    ds = _cache(ds, cfg, spec, count, ctx, "eval")
+    ds = ds.map(_prepare(spec, False, cfg.seed), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch, drop_remainder=False)
+    return ds.prefetch(AUTOTUNE)

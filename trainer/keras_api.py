@@ -1,0 +1,44 @@
+"""The one place that imports TensorFlow and Keras.
+
+The package uses the Keras 2 API of the `tf-keras` package, not Keras 3: under Keras 3,
+`model.fit` fails with MultiWorkerMirroredStrategy (keras-team/keras#20585) and refuses an
+already-distributed dataset. `TF_USE_LEGACY_KERAS=1` makes `tf.keras` inside TensorFlow
+itself (SavedModel, distribution) agree with `tf_keras`. Moving to Keras 3 later is a change
+to this file.
+
+Both names are lazy: importing them costs nothing, the first attribute access imports
+TensorFlow. That keeps `--help` and flag errors instant and lets registries live in modules
+that build models.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import types
+from typing import Any
+
+
+class _LazyModule(types.ModuleType):
+    """A module proxy that imports the real module on first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._target = name
+        self._module: types.ModuleType | None = None
+
+    def _load(self) -> types.ModuleType:
+        if self._module is None:
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            self._module = importlib.import_module(self._target)
+        return self._module
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+
+tf: Any = _LazyModule("tensorflow")
+keras: Any = _LazyModule("tf_keras")
