@@ -11,8 +11,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-from trainer.config import Config, build_config  # noqa: E402
-from trainer.flags import parse_flags  # noqa: E402
+from trainer.config import Config, build_config
+from trainer.flags import parse_flags
 
 # Environment variables that would change a run's defaults; tests start without them.
 VERTEX_ENV = (
