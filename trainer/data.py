@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.augment import flip_and_saturate, shift_and_rotate
 from trainer.config import Config
 from trainer.datasets import DatasetSpec
 from trainer.files import FileSplit, select_files
@@ -23,6 +24,7 @@ from trainer.records import (
     check_idx_pair,
     count_records,
     detect_schema,
+    error_text,
     idx_dataset,
     record_parser,
 )
@@ -75,20 +77,36 @@ def load_data(cfg: Config, spec: DatasetSpec, data_dir: str | None = None) -> In
     return InputData(files, schema, train_count, eval_count, train_fn, eval_fn)
 
 
-def _decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[Any, Any], Any]:
-    """(image bytes, label) -> (uint8 [size, size, channels], label)."""
-    if schema == SCHEMA_MNIST:
+def _checked_label(label: Any, num_classes: int) -> Any:
+    """The label, or an error naming it when it is outside the classes."""
+    inside = tf.logical_and(label >= 0, label < num_classes)
+    check = tf.debugging.Assert(
+        inside, ["label", label, "is outside the classes 0 to", num_classes - 1]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(label)
 
-        def decode(image: Any, label: Any) -> tuple[Any, Any]:
+
+def record_decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[Any], Any]:
+    """Serialized record -> (uint8 image [size, size, channels], checked int32 label)."""
+    parse = record_parser(schema, spec.num_classes)
+
+    def decode(record: Any) -> tuple[Any, Any]:
+        image, label = parse(record)
+        if schema == SCHEMA_MNIST:
             pixels = tf.reshape(tf.io.decode_raw(image, tf.uint8), spec.image_shape)
-            return pixels, label
-
-    else:
-
-        def decode(image: Any, label: Any) -> tuple[Any, Any]:
-            return decode_to_square(image, image_size, spec.channels), label
+        else:
+            pixels = decode_to_square(image, image_size, spec.channels)
+        return pixels, _checked_label(label, spec.num_classes)
 
     return decode
+
+
+def _idx_records(paths: Sequence[str], spec: DatasetSpec) -> Any:
+    images, labels = paths
+    return idx_dataset(images, labels).map(
+        lambda image, label: (image, _checked_label(label, spec.num_classes))
+    )
 
 
 def _records(
@@ -103,8 +121,9 @@ def _records(
     """Decoded (uint8 image, int label) records of this input pipeline's share."""
     pipelines, index = ctx.num_input_pipelines, ctx.input_pipeline_id
     if kind == "idx":
-        ds = idx_dataset(*paths)
-        return ds.shard(pipelines, index) if pipelines > 1 else ds
+        ds = _idx_records(paths, spec)
+        ds = ds.shard(pipelines, index) if pipelines > 1 else ds
+        return ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
     files = tf.data.Dataset.from_tensor_slices(list(paths))
     by_files = pipelines > 1 and len(paths) >= pipelines
     if by_files:
@@ -120,11 +139,13 @@ def _records(
     )
     if pipelines > 1 and not by_files:
         ds = ds.shard(pipelines, index)  # fewer files than workers: share by records
-    parse = record_parser(schema, spec.num_classes)
-    decode = _decoder(spec, schema, cfg.image_size)
-    return ds.map(
-        lambda r: decode(*parse(r)), num_parallel_calls=AUTOTUNE, deterministic=not training
+    ds = ds.map(
+        record_decoder(spec, schema, cfg.image_size),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=not training,
     )
+    # Corrupt records, undecodable images and bad labels are skipped, each logged by tf.data.
+    return ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
 
 
 def _cache(ds: Any, cfg: Config, spec: DatasetSpec, count: int, ctx: Any, name: str) -> Any:
@@ -154,10 +175,11 @@ def _prepare(spec: DatasetSpec, augment: bool, seed: int) -> Callable[[Any, Any]
 
 
 def augment_image(image: Any, spec: DatasetSpec) -> Any:
-    """Random changes that keep the class: the codelab's flips for flowers."""
+    """Random changes that keep the class: the codelab's flips and saturation for flowers
+    (colour photos), small shifts and turns for digits (not flips: a flipped 2 is no 2)."""
     if spec.channels == 3:
-        image = tf.image.random_flip_left_right(image)
-    return image
+        return flip_and_saturate(image)
+    return shift_and_rotate(image)
 
 
 def training_dataset(
@@ -184,3 +206,33 @@ def evaluation_dataset(
     ds = ds.map(_prepare(spec, False, cfg.seed), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch, drop_remainder=False)
     return ds.prefetch(AUTOTUNE)
+
+
+def find_bad_record(cfg: Config, spec: DatasetSpec, data: InputData) -> str | None:
+    """Read every file one record at a time; where the first bad record is, or None.
+
+    Runs only after a failure: the parallel pipeline's errors do not say which file failed.
+    """
+    if data.files.kind == "idx":
+        sources = [
+            (" / ".join(group), _idx_records(group, spec))
+            for group in (data.files.train, data.files.eval)
+        ]
+    else:
+        decode = record_decoder(spec, data.schema, cfg.image_size)
+        sources = [
+            (path, tf.data.TFRecordDataset(path).map(decode))
+            for path in data.files.train + data.files.eval
+        ]
+    for name, records in sources:
+        iterator = iter(records)
+        index = 0
+        while True:
+            try:
+                next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as err:
+                return f"{name}: record {index}: {error_text(err)}"
+            index += 1
+    return None

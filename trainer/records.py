@@ -57,7 +57,7 @@ def read_idx_header(path: str) -> tuple[int, tuple[int, ...]]:
                 raise DataError(f"{path}: IDX header is truncated")
             return magic, struct.unpack(f">{ndim}I", raw)
     except (OSError, tf.errors.OpError) as err:
-        raise DataError(f"{path}: cannot read IDX file ({_short(err)})") from err
+        raise DataError(f"{path}: cannot read IDX file ({error_text(err)})") from err
 
 
 def check_idx_pair(images_path: str, labels_path: str) -> tuple[int, int, int]:
@@ -177,7 +177,7 @@ def detect_schema(path: str) -> str:
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except (tf.errors.OpError, OSError) as err:
-        raise DataError(f"{path}: cannot read TFRecords ({_short(err)})") from err
+        raise DataError(f"{path}: cannot read TFRecords ({error_text(err)})") from err
     if first is None:
         raise DataError(f"{path}: holds no records")
     try:
@@ -252,9 +252,25 @@ def count_records(paths: Sequence[str]) -> int:
             .numpy()
         )
     except tf.errors.OpError as err:
-        raise DataError(f"cannot count records in {', '.join(paths)}: {_short(err)}") from err
+        raise DataError(f"cannot count records in {', '.join(paths)}: {error_text(err)}") from err
 
 
-def _short(err: BaseException) -> str:
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+_TF_NOISE = (
+    re.compile(r"\{\{function_node [^}]*\}\}\s*"),  # the graph function that raised
+    re.compile(
+        r"Error in user-defined function passed to \w+:\d+ transformation with "
+        r"iterator: [\w:]+: "
+    ),
+    re.compile(r"\s*\[Op:\w+\].*$"),  # the op name and what follows it
+)
+
+
+def error_text(err: BaseException) -> str:
+    """The first line of a TensorFlow error, without its graph and op decorations."""
+    text = (getattr(err, "message", None) or str(err)).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(err).__name__)
+    for noise in _TF_NOISE:
+        line = noise.sub("", line)
+    if line.startswith("assertion failed: "):
+        line = line.removeprefix("assertion failed: ").replace("[", "").replace("]", "")
+    return line.strip() or type(err).__name__

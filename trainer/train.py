@@ -11,10 +11,11 @@ from typing import Any
 
 from trainer import callbacks, export
 from trainer.config import Config
-from trainer.data import InputData, load_data
+from trainer.data import InputData, find_bad_record, load_data
 from trainer.datasets import DATASETS
 from trainer.keras_api import keras, tf
 from trainer.models import ModelOptions, build_model
+from trainer.records import DataError
 from trainer.schedules import make_schedule
 from trainer.strategy import make_strategy
 from trainer.synthetic import make_smoke_data
@@ -125,15 +126,21 @@ def train_and_evaluate(cfg: Config) -> RunResult:
     if cfg.cluster.is_chief:
         fit_callbacks.append(callbacks.hypertune_callback(cfg.hypertune_metric, steps_per_epoch))
     fit_started = time.time()
-    history = model.fit(
-        train_ds,
-        epochs=cfg.epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=eval_ds,
-        validation_steps=cfg.eval_steps,
-        callbacks=fit_callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in Cloud Logging
-    )
+    try:
+        history = model.fit(
+            train_ds,
+            epochs=cfg.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=eval_ds,
+            validation_steps=cfg.eval_steps,
+            callbacks=fit_callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in Cloud Logging
+        )
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+        where = find_bad_record(cfg, spec, data)
+        if where is None:
+            raise
+        raise DataError(where) from err
     timings = {"startup_s": fit_started - started, "fit_s": time.time() - fit_started}
     metrics = {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
