@@ -49,8 +49,10 @@ MODEL_RECIPES: dict[str, dict[str, Any]] = {}
 # Smoke runs: the same code paths, a few seconds of training.
 SMOKE_RECIPE: dict[str, Any] = {
     "epochs": 4,
-    "bn_momentum": 0.9,
-}  # BN statistics settle in few steps
+    "bn_momentum": 0.9,  # BN statistics settle in few steps
+}
+# Flowers smoke runs read 192x192 shards resized to 64: the resize path runs, in seconds.
+SMOKE_DATASET_RECIPES: dict[str, dict[str, Any]] = {"flowers": {"image_size": 64}}
 
 
 def recipe_for(dataset: str, model: str, smoke: bool) -> dict[str, Any]:
@@ -59,4 +61,5 @@ def recipe_for(dataset: str, model: str, smoke: bool) -> dict[str, Any]:
     recipe.update(MODEL_RECIPES.get(model, {}))
     if smoke:
         recipe.update(SMOKE_RECIPE)
+        recipe.update(SMOKE_DATASET_RECIPES.get(dataset, {}))
     return recipe
