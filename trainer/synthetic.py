@@ -15,7 +15,15 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from trainer.datasets import FLOWER_CLASSES
+from trainer.datasets import FLOWER_CLASSES, MNIST_IDX_FILES
+from trainer.keras_api import tf
+from trainer.records import (
+    SCHEMA_FLOWERS_V1,
+    flowers_example,
+    flowers_example_v1,
+    write_idx,
+    write_tfrecord,
+)
 
 _FONT_PREFIXES = ("DejaVuSans", "DejaVuSerif", "STIXGeneral", "cmr10", "cmss10", "cmtt10", "cmb10")
 
@@ -110,9 +118,6 @@ def flower_jpegs(count: int, size: int = 192, seed: int = 0) -> Iterator[tuple[b
 
 def write_mnist_idx(folder: str, train_count: int, eval_count: int, seed: int = 0) -> list[str]:
     """The four MNIST IDX files of font digits in folder (local or gs://)."""
-    from trainer.datasets import MNIST_IDX_FILES
-    from trainer.records import write_idx
-
     paths = []
     for split, count, split_seed in (("train", train_count, seed), ("eval", eval_count, seed + 1)):
         images, labels = font_digits(count, split_seed)
@@ -132,13 +137,8 @@ def write_flower_shards(
     schema: str = "tfrecords-jpeg-192x192-2",
 ) -> list[str]:
     """Synthetic flowers as TFRecord shards named like the public ones (flowers00-230.tfrec)."""
-    from trainer.records import (
-        SCHEMA_FLOWERS_V1,
-        flowers_example,
-        flowers_example_v1,
-        write_tfrecord,
-    )
 
+    tf.io.gfile.makedirs(folder)
     items = list(flower_jpegs(count, size, seed))
     paths = []
     for shard, chunk in enumerate(np.array_split(np.arange(count), shards)):
@@ -161,8 +161,6 @@ SMOKE_SIZES = {"mnist": (3000, 600), "flowers": (600, 6)}
 
 def make_smoke_data(dataset: str, folder: str, seed: int = 0) -> list[str]:
     """Write a smoke dataset into folder; returns the files written."""
-    from trainer.keras_api import tf
-
     tf.io.gfile.makedirs(folder)
     if dataset == "mnist":
         train, evaluation = SMOKE_SIZES["mnist"]
