@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,10 +90,10 @@ def test_truncated_tfrecord_names_the_file(shards, tmp_path, capsys) -> None:
 
 
 def test_corrupted_record_crc_names_the_file_and_record(shards, tmp_path, capsys) -> None:
-    data = bytearray(open(shards[-1], "rb").read())
+    data = bytearray(Path(shards[-1]).read_bytes())
     middle = len(data) // 2
     data[middle : middle + 8] = bytes(8)
-    open(shards[-1], "wb").write(bytes(data))
+    Path(shards[-1]).write_bytes(bytes(data))
     code, line = _run(_flowers(shards), tmp_path, capsys)
     assert code == 1 and shards[-1] in line and "corrupted record" in line.lower()
 

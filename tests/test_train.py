@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def mnist_run(mnist_dir: str, tmp_path_factory) -> tuple[RunResult, str]:
 
 def test_hypertune_file_holds_the_metric_of_every_epoch_and_the_end(mnist_run) -> None:
     result, metrics_path = mnist_run
-    lines = [json.loads(line) for line in open(metrics_path)]
+    lines = [json.loads(line) for line in Path(metrics_path).read_text().splitlines()]
     values = [float(line["val_accuracy"]) for line in lines]
     assert len(lines) == 3  # two epochs, then the end of training
     assert values[:2] == pytest.approx(result.history["val_accuracy"])
