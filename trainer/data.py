@@ -8,6 +8,7 @@ and one-hot labels come after it, so they change every epoch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,8 @@ from trainer.records import (
 )
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at import time
-CACHE_AUTO_BYTES = 4 << 30  # "auto" caches decoded images in memory up to 4 GiB per worker
+CACHE_AUTO_BYTES = 4 << 30  # "auto" caches decoded images in memory up to 4 GiB per worker...
+CACHE_AUTO_MEMORY_SHARE = 4  # ...and never more than a quarter of the machine's memory
 READ_BUFFER_BYTES = 8 << 20  # large reads amortise Cloud Storage latency
 MAX_PARALLEL_FILES = 16
 
@@ -148,6 +150,15 @@ def _records(
     return ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
 
 
+def cache_budget_bytes() -> int:
+    """Bytes of decoded images that --cache auto keeps in memory on this machine."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return CACHE_AUTO_BYTES
+    return min(CACHE_AUTO_BYTES, memory // CACHE_AUTO_MEMORY_SHARE)
+
+
 def _cache(ds: Any, cfg: Config, spec: DatasetSpec, count: int, ctx: Any, name: str) -> Any:
     """Cache decoded images: in memory when they fit ("auto"), or in a file."""
     mode = cfg.cache
@@ -156,7 +167,7 @@ def _cache(ds: Any, cfg: Config, spec: DatasetSpec, count: int, ctx: Any, name: 
     if mode == "auto":
         side = cfg.image_size
         decoded = count * side * side * spec.channels // max(1, ctx.num_input_pipelines)
-        return ds.cache() if decoded <= CACHE_AUTO_BYTES else ds
+        return ds.cache() if decoded <= cache_budget_bytes() else ds
     if mode == "memory":
         return ds.cache()
     return ds.cache(f"{mode}-{name}-{ctx.input_pipeline_id}")
@@ -204,7 +215,8 @@ def evaluation_dataset(
     ds = _records(cfg, spec, files.eval, files.kind, schema, ctx, training=False)
     ds = _cache(ds, cfg, spec, count, ctx, "eval")
     ds = ds.map(_prepare(spec, False, cfg.seed), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch, drop_remainder=False)
+    # TPUs compile for static shapes: there the last partial batch is dropped.
+    ds = ds.batch(batch, drop_remainder=cfg.distribution == "tpu")
     return ds.prefetch(AUTOTUNE)
 
 
