@@ -218,7 +218,8 @@ def build_config(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
         steps_per_execution=args.steps_per_execution,
         seed=args.seed,
         distribution=args.distribution,
-        tpu=args.tpu,
+        # AI Platform's TPU jobs name their TPU node in this variable; TPU VMs have chips attached.
+        tpu=args.tpu or env.get("KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS") or "local",
         cpu=bool(args.cpu or args.smoke),
         scale_lr_with_batch=bool(args.scale_lr_with_batch),
         backup_every_steps=args.backup_every_steps,

@@ -89,13 +89,49 @@ def publish(staged: str, final_dir: str) -> None:
             tf.io.gfile.rmtree(final_dir)
         else:
             old = f"{final_dir}.old-{uuid.uuid4().hex[:8]}"
-            tf.io.gfile.rename(final_dir, old)
+            move_folder(final_dir, old)
     parent = final_dir.rsplit("/", 1)[0] if "/" in final_dir else ""
     if parent and not tf.io.gfile.exists(parent):
         tf.io.gfile.makedirs(parent)
-    tf.io.gfile.rename(staged, final_dir)
+    move_folder(staged, final_dir)
     if old:
-        tf.io.gfile.rmtree(old)
+        remove_tree(old)
+
+
+def move_folder(src: str, dst: str) -> None:
+    """Rename a folder: in one step where the filesystem can, object by object on gs://.
+
+    Cloud Storage has no folder rename: TensorFlow copies and deletes each object, and when a
+    transient error interrupts that, its retry can take the half-moved folder for an object
+    and fail with 404. Moved one object per call, a retry repeats only that object's copy.
+    """
+    if not src.startswith("gs://"):
+        tf.io.gfile.rename(src, dst)
+        return
+    src = src.rstrip("/")
+    for folder, _, files in list(tf.io.gfile.walk(src)):
+        target = dst.rstrip("/") + folder.rstrip("/")[len(src) :]
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.rename(f"{folder.rstrip('/')}/{name}", f"{target}/{name}")
+    remove_tree(src)
+
+
+def remove_tree(path: str, attempts: int = 5) -> None:
+    """rmtree that outlasts a false NotFound from gs://.
+
+    TensorFlow's gs:// rmtree reports a transient error of its "is this a folder?" check as
+    NotFound, which it does not retry: try again while the folder is still there.
+    """
+    for attempt in range(attempts):
+        try:
+            tf.io.gfile.rmtree(path)
+            return
+        except tf.errors.NotFoundError:
+            if not tf.io.gfile.exists(path):
+                return  # gone: what was asked
+            if attempt == attempts - 1:
+                raise
 
 
 def remove_quietly(path: str) -> None:

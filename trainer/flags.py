@@ -27,15 +27,26 @@ class FlagParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _int_value(text: str) -> int:
+    """An integer; also "64.0", the way Vertex tuning spells DISCRETE values (doubles)."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise
+        return int(value)
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int_value(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int_value(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
     return value
@@ -154,7 +165,9 @@ def build_parser() -> FlagParser:
     model.add_argument(
         "--label-smoothing", type=_fraction, default=0.0, help="label smoothing of the loss"
     )
-    _add_switch(model, "--augment", "random flips/saturation (flowers), shifts (MNIST) (recipe)")
+    _add_switch(
+        model, "--augment", "random flips/saturation (flowers), shifts and turns (MNIST) (recipe)"
+    )
 
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=_positive_int, help="training epochs (recipe)")
@@ -173,7 +186,10 @@ def build_parser() -> FlagParser:
     )
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (recipe)")
     train.add_argument(
-        "--momentum", type=_fraction, default=0.9, help="momentum for sgd and rmsprop"
+        "--momentum",
+        type=_fraction,
+        default=0.9,
+        help="momentum of sgd and rmsprop; beta_1 (its momentum term) of adam",
     )
     train.add_argument(
         "--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule (recipe)"
@@ -218,7 +234,9 @@ def build_parser() -> FlagParser:
         "mirrored over local GPUs, else CPU",
     )
     dist.add_argument(
-        "--tpu", default="local", help="TPU name or grpc:// address; local on Vertex TPU VMs"
+        "--tpu",
+        help="TPU: local (attached, as on Vertex TPU VMs), or a TPU node's name or grpc:// "
+        "address (default: $KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS on AI Platform TPU jobs, else local)",
     )
     _add_switch(dist, "--cpu", "force CPU and hide accelerators (local smoke runs)")
     _add_switch(dist, "--scale-lr-with-batch", "scale the learning rate by batch size / recipe's")

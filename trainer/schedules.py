@@ -17,16 +17,17 @@ def exponential(learning_rate: float, decay: float, floor: float) -> Callable[[i
 def warmup_exponential(
     start: float, peak: float, warmup_epochs: int, decay: float, floor: float
 ) -> Callable[[int], float]:
-    """Linear ramp from start to peak over warmup_epochs, then exponential decay to floor.
+    """Linear ramp from start to peak over warmup_epochs, then exponential decay towards floor.
 
     The fine-tuning schedule of the flowers codelab: a pretrained backbone is not shaken by
-    large early updates, then decays like the plain schedule.
+    large early updates, and the decay approaches the floor smoothly, as the codelab's
+    `(max_lr - min_lr) * decay**k + min_lr` does.
     """
 
     def schedule(epoch: int) -> float:
         if epoch < warmup_epochs:
             return start + (peak - start) * epoch / warmup_epochs
-        return max(floor, peak * decay ** (epoch - warmup_epochs))
+        return floor + (peak - floor) * decay ** (epoch - warmup_epochs)
 
     return schedule
 

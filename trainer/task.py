@@ -59,15 +59,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from trainer.callbacks import TrainingError
+    from trainer.cluster import worker_outputs
     from trainer.files import MissingFilesError
     from trainer.keras_api import tf
+    from trainer.preemption import RESTART_STATUS, PreemptedError
     from trainer.records import DataError
+    from trainer.strategy import StrategyError
+    from trainer.summary import log_start
     from trainer.train import train_and_evaluate
 
+    log_start(cfg)
+
     try:
-        result = train_and_evaluate(cfg)
-    except MissingFilesError as err:
+        with worker_outputs(cfg) as worker_cfg:  # non-chief workers write to scratch
+            result = train_and_evaluate(worker_cfg)
+    except (MissingFilesError, StrategyError) as err:
         return _fail(2, str(err))
+    except PreemptedError as err:
+        return _fail(RESTART_STATUS, str(err))
     except (DataError, TrainingError) as err:
         return _fail(1, str(err))
     except tf.errors.OpError as err:

@@ -9,15 +9,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer import callbacks, export
+from trainer import accelerators, callbacks, export, optimizers, report, summary
 from trainer.config import Config
 from trainer.data import InputData, find_bad_record, load_data
 from trainer.datasets import DATASETS
 from trainer.keras_api import keras, tf
 from trainer.models import ModelOptions, build_model
+from trainer.preemption import backup_callback, checkpoint_options
 from trainer.records import DataError
 from trainer.schedules import make_schedule
-from trainer.strategy import make_strategy
+from trainer.strategy import evaluation_steps, io_device, make_strategy, settle_for_strategy
 from trainer.synthetic import make_smoke_data
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,9 @@ def check_batches(batch_size: int, replicas: int, train_count: int) -> None:
         )
 
 
-def make_optimizer(cfg: Config) -> Any:
+def make_optimizer(cfg: Config, policy: str = "float32") -> Any:
     """The optimizer named by --optimizer; the schedule callback sets its rate per epoch."""
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
-    if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(cfg.learning_rate, momentum=cfg.momentum)
-    return keras.optimizers.Adam(cfg.learning_rate)
+    return optimizers.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum, policy)
 
 
 def train_and_evaluate(cfg: Config) -> RunResult:
@@ -63,6 +60,7 @@ def train_and_evaluate(cfg: Config) -> RunResult:
     # ------------------------------------------------------------------ strategy
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     strategy = make_strategy(cfg)
+    cfg = settle_for_strategy(cfg, strategy)  # auto resolved, TPU defaults, LR scaled
     replicas = strategy.num_replicas_in_sync
 
     # ------------------------------------------------------------------ data
@@ -98,16 +96,19 @@ def train_and_evaluate(cfg: Config) -> RunResult:
         fine_tune=cfg.fine_tune,
         fine_tune_at=cfg.fine_tune_at,
     )
+    device = accelerators.device_kind(strategy)
+    policy = accelerators.resolve_policy(cfg.mixed_precision, device)
+    accelerators.apply_policy(policy)  # before building: layers take their dtypes from it
     with strategy.scope():
         model = build_model(cfg.model, spec, cfg.image_size, opts)
         model.compile(
-            optimizer=make_optimizer(cfg),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            optimizer=make_optimizer(cfg, policy),
+            loss=optimizers.make_loss(cfg.label_smoothing),
             metrics=["accuracy"],
-            steps_per_execution=cfg.steps_per_execution or 1,
+            steps_per_execution=accelerators.steps_per_execution(cfg.steps_per_execution, device),
             jit_compile=cfg.jit_compile,
         )
-    log.info("model %s: %d parameters", cfg.model, model.count_params())
+    log.info("model %s: %d parameters, %s on %s", cfg.model, model.count_params(), policy, device)
 
     # ------------------------------------------------------------------ train
     schedule = make_schedule(
@@ -118,13 +119,17 @@ def train_and_evaluate(cfg: Config) -> RunResult:
         cfg.lr_warmup_epochs,
         cfg.lr_max,
     )
+    epoch_log = summary.EpochLog()  # per-epoch metrics, rates and wall times for the record
     fit_callbacks = [
+        backup_callback(cfg, steps_per_epoch, checkpoint_options(io_device(device))),
         callbacks.learning_rate_callback(schedule),
         callbacks.nan_guard_callback(),
         keras.callbacks.TensorBoard(log_dir=cfg.tensorboard_dir, profile_batch=0),
+        epoch_log.callback(),
     ]
     if cfg.cluster.is_chief:
         fit_callbacks.append(callbacks.hypertune_callback(cfg.hypertune_metric, steps_per_epoch))
+        fit_callbacks.append(report.tensorboard_images_callback(cfg.tensorboard_dir, spec, data))
     fit_started = time.time()
     try:
         history = model.fit(
@@ -132,7 +137,7 @@ def train_and_evaluate(cfg: Config) -> RunResult:
             epochs=cfg.epochs,
             steps_per_epoch=steps_per_epoch,
             validation_data=eval_ds,
-            validation_steps=cfg.eval_steps,
+            validation_steps=evaluation_steps(cfg, data.eval_count),
             callbacks=fit_callbacks,
             verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in Cloud Logging
         )
@@ -148,15 +153,20 @@ def train_and_evaluate(cfg: Config) -> RunResult:
     export_started = time.time()
     staged = export.staging_dir(cfg.model_dir)
     try:
-        export.save_model(model, spec, cfg.image_size, staged)
+        export.save_model(model, spec, cfg.image_size, staged, io_device=io_device(device))
         export.write_files(staged, {"config.json": cfg.to_json().encode()})
         export.write_files(staged, {"history.json": json.dumps(metrics, indent=2).encode()})
+        timings["export_s"] = time.time() - export_started
+        record = summary.build_summary(cfg, data, strategy, steps_per_epoch, epoch_log, timings)
+        if cfg.cluster.is_chief:  # pictures and run_summary.json appear with the model
+            report.write_report(staged, cfg, spec, model, data, record)
         export.publish(staged, cfg.model_dir)
     except BaseException:
         export.remove_quietly(staged)
         raise
     timings["export_s"] = time.time() - export_started
     log.info("exported SavedModel to %s", cfg.model_dir)
+    summary.log_end(record)
     return RunResult(
         model_dir=cfg.model_dir,
         history=metrics,

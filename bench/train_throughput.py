@@ -1,0 +1,310 @@
+"""Training throughput per model on this machine, measured side by side in one run.
+
+For every model: training images/s fed by our input pipeline (files -> decode -> cache ->
+shuffle -> batch -> augment) against the same compiled model fed from one batch held in
+memory (an input that costs nothing), then the effect of --jit-compile and of
+--steps-per-execution on our pipeline, each as a ratio to the plain run, and the CPU cost per
+image of the input pipeline alone next to the model's. Variants take turns within every
+repeat, and each rate is the median over repeats of the steady-state rate (the first steps
+of every fit call, where tracing and pipeline start-up happen, are not timed).
+Last, the time from process start to the end of the first training step of a real
+`trainer.task` process, per model.
+
+    nice -n 10 .venv/bin/python bench/train_throughput.py
+    nice -n 10 .venv/bin/python bench/train_throughput.py --models bn_conv squeezenet --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_MODELS = ("softmax", "dense", "conv", "bn_conv")
+FLOWERS_MODELS = (
+    "convnet",
+    "squeeze_little",
+    "squeeze_dense",
+    "squeeze_fast",
+    "squeezenet",
+    "mobilenet_v2",
+)
+VARIANTS = ("pipeline", "memory", "jit", "spe")
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def write_data(folder: str, flowers_size: int) -> dict[str, list[str]]:
+    """Generated MNIST IDX files and flowers shards; flags that point a run at them."""
+    from trainer.synthetic import write_flower_shards, write_mnist_idx
+
+    mnist, flowers = os.path.join(folder, "mnist"), os.path.join(folder, "flowers")
+    os.makedirs(mnist)
+    os.makedirs(flowers)
+    write_mnist_idx(mnist, 3000, 300, seed=0)
+    write_flower_shards(flowers, 600, 6, size=flowers_size, seed=0)
+    return {
+        "mnist": ["--dataset", "mnist", "--data-dir", mnist],
+        "flowers": [
+            "--dataset",
+            "flowers",
+            "--data-dir",
+            flowers,
+            "--image-size",
+            str(flowers_size),
+        ],
+    }
+
+
+def run_flags(data_flags: list[str], model: str, out: str) -> list[str]:
+    return (
+        data_flags
+        + ["--model", model, "--pretrained-weights", "none", "--cpu"]
+        + [
+            "--job-dir",
+            out,
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------- throughput
+
+
+def steady_rate_callback(skip: int, batch_size: int) -> Any:
+    """A callback that times the steps after the first `skip`, in wall and CPU seconds."""
+    from trainer.keras_api import keras
+
+    marks: dict[str, float] = {}
+
+    class SteadyRate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            # With steps_per_execution N, batch jumps by N: it is the last step just run.
+            now, cpu = time.perf_counter(), time.process_time()
+            if batch + 1 >= skip and "start" not in marks:
+                marks.update(start=now, cpu_start=cpu, first=batch + 1)
+            marks.update(end=now, cpu_end=cpu, last=batch + 1)
+
+        def rates(self) -> tuple[float, float]:
+            """Images per wall second, and images per CPU second of this process."""
+            images = (marks["last"] - marks["first"]) * batch_size
+            wall = marks["end"] - marks["start"]
+            return images / wall, images / (marks["cpu_end"] - marks["cpu_start"])
+
+    return SteadyRate()
+
+
+def input_cost(dataset: Any, skip: int, steps: int, batch_size: int) -> float:
+    """CPU microseconds per image of the input pipeline alone, iterated without a model."""
+    iterator = iter(dataset)
+    for _ in range(skip):
+        next(iterator)
+    started = time.process_time()
+    for _ in range(steps):
+        next(iterator)
+    return (time.process_time() - started) / (steps * batch_size) * 1e6
+
+
+def compiled_model(cfg: Any, jit: bool, steps_per_execution: int) -> Any:
+    """The model of a run, compiled as trainer/train.py compiles it (float32 on CPU)."""
+    from trainer import optimizers
+    from trainer.datasets import DATASETS
+    from trainer.models import ModelOptions, build_model
+
+    options = ModelOptions(
+        dropout=cfg.dropout,
+        bn_momentum=cfg.bn_momentum,
+        backbone=cfg.backbone,
+        pretrained_weights=cfg.pretrained_weights,
+        fine_tune=cfg.fine_tune,
+        fine_tune_at=cfg.fine_tune_at,
+    )
+    model = build_model(cfg.model, DATASETS[cfg.dataset], cfg.image_size, options)
+    optimizer = optimizers.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum, "float32")
+    model.compile(
+        optimizer=optimizer,
+        loss=optimizers.make_loss(cfg.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=jit,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Median steady-state images/s of each variant, variants taking turns per repeat."""
+    from trainer.config import build_config
+    from trainer.data import load_data
+    from trainer.datasets import DATASETS
+    from trainer.flags import parse_flags
+    from trainer.keras_api import keras, tf
+
+    keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)
+    cfg = build_config(parse_flags(flags), {})
+    data = load_data(cfg, DATASETS[cfg.dataset])
+    pipeline = data.train_fn(tf.distribute.InputContext())
+    in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline))).repeat()
+    plain = compiled_model(cfg, jit=False, steps_per_execution=1)
+    runs = {
+        "pipeline": (plain, pipeline),
+        "memory": (plain, in_memory),
+        "jit": (compiled_model(cfg, jit=True, steps_per_execution=1), pipeline),
+        "spe": (compiled_model(cfg, False, args.steps_per_execution), pipeline),
+    }
+    skip = args.skip_steps
+    if skip % args.steps_per_execution:
+        skip += args.steps_per_execution - skip % args.steps_per_execution
+    wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.repeats):
+        for name in VARIANTS:
+            model, dataset = runs[name]
+            timer = steady_rate_callback(skip, cfg.batch_size)
+            steps = skip + args.steps
+            model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+            per_wall, per_cpu = timer.rates()
+            wall[name].append(per_wall)
+            cpu[name].append(per_cpu)
+    input_us = statistics.median(
+        input_cost(pipeline, skip, 4 * args.steps, cfg.batch_size) for _ in range(args.repeats)
+    )
+    rates = {name: statistics.median(values) for name, values in wall.items()}
+    cpu_rates = {name: statistics.median(values) for name, values in cpu.items()}
+    return {
+        "batch": cfg.batch_size,
+        "image_size": cfg.image_size,
+        "rates": rates,
+        "cpu_rates": cpu_rates,
+        # Next to 1e6 / cpu_rates["memory"], the model's own CPU microseconds per image.
+        "input_cpu_us_per_image": input_us,
+        "model_cpu_us_per_image": 1e6 / cpu_rates["memory"],
+        # Wall-clock ratios are what a job sees; on a machine shared with other work they
+        # also carry its noise. Images per CPU second of this process barely feel it.
+        "pipeline_vs_memory": rates["pipeline"] / rates["memory"],
+        "pipeline_vs_memory_cpu": cpu_rates["pipeline"] / cpu_rates["memory"],
+        "jit_vs_plain": rates["jit"] / rates["pipeline"],
+        "jit_vs_plain_cpu": cpu_rates["jit"] / cpu_rates["pipeline"],
+        "spe_vs_plain": rates["spe"] / rates["pipeline"],
+        "spe_vs_plain_cpu": cpu_rates["spe"] / cpu_rates["pipeline"],
+    }
+
+
+# ---------------------------------------------------------------------------- first step
+
+CHILD = "--first-step-child"
+
+
+def first_step_child(marker: str, argv: list[str]) -> None:
+    """Run trainer.task; when the first training step ends, note the time and stop."""
+    from trainer.keras_api import keras
+
+    original_fit = keras.Model.fit
+
+    def on_first_batch(batch: int, logs: Any) -> None:
+        with open(marker, "w") as f:
+            f.write(repr(time.time()))
+        os._exit(0)  # the rest of the run is not what this measures
+
+    def fit(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        marker_callback = keras.callbacks.LambdaCallback(on_train_batch_end=on_first_batch)
+        return original_fit(self, *args, callbacks=[*(callbacks or []), marker_callback], **kwargs)
+
+    keras.Model.fit = fit
+    from trainer.task import main
+
+    sys.exit(main(argv))
+
+
+def time_to_first_step(flags: list[str], folder: str) -> float:
+    """Seconds from starting a trainer.task process to the end of its first training step."""
+    marker = os.path.join(folder, "first-step")
+    if os.path.exists(marker):
+        os.remove(marker)
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, os.path.abspath(__file__), CHILD, marker, *flags]
+    started = time.time()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if not os.path.exists(marker):
+        raise RuntimeError(f"no training step in {' '.join(flags)}:\n{done.stderr[-2000:]}")
+    with open(marker) as f:
+        return float(f.read()) - started
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
+    """Wall-clock figures, then the same ratios in images per CPU second."""
+    print(
+        f"\n{'model':<15}{'batch':>6}{'size':>6}{'pipeline img/s':>16}{'memory img/s':>14}"
+        f"{'pipe/mem':>10}{'jit/plain':>11}{f'spe{spe}/1':>10}{'1st step s':>12}"
+        f"{'| cpu: pipe/mem':>16}{'jit/plain':>11}{f'spe{spe}/1':>10}"
+        f"{'input us/img':>14}{'model us/img':>14}"
+    )
+    for model, r in results.items():
+        rates = r["rates"]
+        print(
+            f"{model:<15}{r['batch']:>6}{r['image_size']:>6}{rates['pipeline']:>16.0f}"
+            f"{rates['memory']:>14.0f}{r['pipeline_vs_memory']:>10.3f}{r['jit_vs_plain']:>11.2f}"
+            f"{r['spe_vs_plain']:>10.2f}{r.get('first_step_s', float('nan')):>12.1f}"
+            f"{r['pipeline_vs_memory_cpu']:>16.3f}{r['jit_vs_plain_cpu']:>11.2f}"
+            f"{r['spe_vs_plain_cpu']:>10.2f}{r['input_cpu_us_per_image']:>14.1f}"
+            f"{r['model_cpu_us_per_image']:>14.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=[*MNIST_MODELS, *FLOWERS_MODELS])
+    parser.add_argument("--flowers-size", type=int, default=192, help="flowers image size")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per fit call")
+    parser.add_argument("--skip-steps", type=int, default=5, help="untimed steps per fit call")
+    parser.add_argument("--repeats", type=int, default=3, help="turns of every variant")
+    parser.add_argument("--steps-per-execution", type=int, default=8)
+    parser.add_argument("--no-first-step", action="store_true", help="skip process start-up")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    sys.path.insert(0, ROOT)
+
+    folder = tempfile.mkdtemp(prefix="throughput-")
+    data_flags = write_data(folder, args.flowers_size)
+    print(f"CPU cores: {os.cpu_count()}; data in {folder}", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    for model in args.models:
+        dataset = "mnist" if model in MNIST_MODELS else "flowers"
+        flags = run_flags(data_flags[dataset], model, os.path.join(folder, model))
+        results[model] = measure_model(flags, args)
+        print(model, json.dumps(results[model]), flush=True)
+    if not args.no_first_step:
+        for model in args.models:
+            dataset = "mnist" if model in MNIST_MODELS else "flowers"
+            flags = run_flags(data_flags[dataset], model, os.path.join(folder, f"{model}-start"))
+            results[model]["first_step_s"] = time_to_first_step(flags, folder)
+            print(
+                f"{model}: first training step {results[model]['first_step_s']:.1f}s after "
+                "process start",
+                flush=True,
+            )
+    print_table(results, args.steps_per_execution)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == CHILD:
+        sys.path.insert(0, ROOT)
+        first_step_child(sys.argv[2], sys.argv[3:])
+    else:
+        main()
