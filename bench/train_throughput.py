@@ -118,14 +118,7 @@ def compiled_model(cfg: Any, jit: bool, steps_per_execution: int) -> Any:
     from trainer.datasets import DATASETS
     from trainer.models import ModelOptions, build_model
 
-    options = ModelOptions(
-        dropout=cfg.dropout,
-        bn_momentum=cfg.bn_momentum,
-        backbone=cfg.backbone,
-        pretrained_weights=cfg.pretrained_weights,
-        fine_tune=cfg.fine_tune,
-        fine_tune_at=cfg.fine_tune_at,
-    )
+    options = ModelOptions.from_config(cfg)
     model = build_model(cfg.model, DATASETS[cfg.dataset], cfg.image_size, options)
     optimizer = optimizers.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum, "float32")
     model.compile(

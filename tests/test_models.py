@@ -215,14 +215,7 @@ def test_every_flowers_model_trains_and_exports_a_jpeg_signature(
     data = load_data(cfg, FLOWERS)
     policy = accelerators.resolve_policy(cfg.mixed_precision, "cpu")
     accelerators.apply_policy(policy)
-    options = ModelOptions(
-        dropout=cfg.dropout,
-        bn_momentum=cfg.bn_momentum,
-        backbone=cfg.backbone,
-        pretrained_weights=cfg.pretrained_weights,
-        fine_tune=cfg.fine_tune,
-        fine_tune_at=cfg.fine_tune_at,
-    )
+    options = ModelOptions.from_config(cfg)
     model = build_model(name, FLOWERS, SIZE, options)
     model.compile(
         optimizer=optimizers.make_optimizer(cfg.optimizer, 1e-3, cfg.momentum, policy),

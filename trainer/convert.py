@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from trainer.datasets import DIGIT_CLASSES, FLOWER_CLASSES, MNIST_IDX_FILES
 from trainer.files import MissingFilesError
+from trainer.files import find_idx_pairs as idx_pairs_in
 from trainer.keras_api import tf
 
 PROG = "trainer.convert"
@@ -254,13 +255,7 @@ def convert_image_folder(
 
 def find_idx_pairs(source: str) -> dict[str, tuple[str, str]]:
     """{"train"/"eval": (images, labels)} of the MNIST IDX files in source, plain or .gz."""
-    pairs = {}
-    for split, names in MNIST_IDX_FILES.items():
-        for suffix in ("", ".gz"):
-            paths = tuple(_join(source, name + suffix) for name in names)
-            if all(tf.io.gfile.exists(p) for p in paths):
-                pairs[split] = paths
-                break
+    pairs = idx_pairs_in(source)
     if not pairs:
         wanted = ", ".join(n for names in MNIST_IDX_FILES.values() for n in names)
         raise MissingFilesError(f"{source}: no MNIST IDX files ({wanted}, plain or .gz)")

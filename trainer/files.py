@@ -72,7 +72,8 @@ def _idx_pairs(paths: Sequence[str]) -> tuple[str, ...] | None:
     return (images[0], labels[0])
 
 
-def _idx_in_folder(folder: str) -> FileSplit | None:
+def find_idx_pairs(folder: str) -> dict[str, tuple[str, str]]:
+    """{"train"/"eval": (images, labels)} of the MNIST IDX files in folder, plain or .gz."""
     pairs = {}
     for split, names in MNIST_IDX_FILES.items():
         for suffix in ("", ".gz"):
@@ -80,6 +81,11 @@ def _idx_in_folder(folder: str) -> FileSplit | None:
             if all(tf.io.gfile.exists(p) for p in paths):
                 pairs[split] = paths
                 break
+    return pairs
+
+
+def _idx_in_folder(folder: str) -> FileSplit | None:
+    pairs = find_idx_pairs(folder)
     if not pairs:
         return None
     if "train" not in pairs or "eval" not in pairs:

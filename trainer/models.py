@@ -29,6 +29,18 @@ class ModelOptions:
     fine_tune: bool = False
     fine_tune_at: int = 0
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> ModelOptions:
+        """The model-shaping values of a trainer Config."""
+        return cls(
+            dropout=cfg.dropout,
+            bn_momentum=cfg.bn_momentum,
+            backbone=cfg.backbone,
+            pretrained_weights=cfg.pretrained_weights,
+            fine_tune=cfg.fine_tune,
+            fine_tune_at=cfg.fine_tune_at,
+        )
+
 
 def _inputs(spec: DatasetSpec, image_size: int) -> tuple[Any, Any]:
     inputs = keras.Input(shape=(image_size, image_size, spec.channels), name="image")

@@ -88,14 +88,7 @@ def train_and_evaluate(cfg: Config) -> RunResult:
 
     # ------------------------------------------------------------------ model
     tf.keras.utils.set_random_seed(cfg.seed)
-    opts = ModelOptions(
-        dropout=cfg.dropout,
-        bn_momentum=cfg.bn_momentum,
-        backbone=cfg.backbone,
-        pretrained_weights=cfg.pretrained_weights,
-        fine_tune=cfg.fine_tune,
-        fine_tune_at=cfg.fine_tune_at,
-    )
+    opts = ModelOptions.from_config(cfg)
     device = accelerators.device_kind(strategy)
     policy = accelerators.resolve_policy(cfg.mixed_precision, device)
     accelerators.apply_policy(policy)  # before building: layers take their dtypes from it
