@@ -53,7 +53,7 @@ def test_mnist_smoke_run_exports_a_model_another_process_uses(tmp_path) -> None:
 @pytest.mark.slow
 def test_flowers_smoke_serves_jpeg_bytes_of_any_size(tmp_path) -> None:
     run = _run(
-        ["-m", "trainer.task", "--smoke", "--cpu", "--dataset", "flowers", "--epochs", "2"]
+        ["-m", "trainer.task", "--smoke", "--cpu", "--dataset", "flowers"]
         + ["--job-dir", str(tmp_path)]
     )
     assert run.returncode == 0, run.stderr[-3000:]
