@@ -2,8 +2,21 @@
 
 Each dataset is built by a function of a `tf.distribute.InputContext`, so that
 `strategy.distribute_datasets_from_function` gives every worker its own files.
-Images stay uint8 up to the cache (a quarter of the memory of floats); casting, augmentation
-and one-hot labels come after it, so they change every epoch.
+Images stay uint8 up to the model, which casts them itself (a quarter of the memory and of the
+host-to-accelerator traffic of floats); only augmentation, which needs floats, casts them
+earlier. Augmentation and one-hot labels come after any cache, so they change every epoch.
+
+Two shapes of training input:
+  in memory   when the decoded share fits (--cache auto or memory): the whole share is read
+              once into one tensor, and every epoch is a full random permutation of it, cut
+              into batches with one gather per batch (no per-record work after the first
+              epoch, and a better shuffle than any buffer)
+  streaming   otherwise (--cache none, or auto when the share does not fit): the file
+              list, reshuffled every epoch, repeats before the interleave, so the next
+              epoch's files open while this epoch's are still being read; records are
+              shuffled (--shuffle-buffer) before they are decoded, then batched
+  cache file  --cache PATH: decoded images written to PATH in the first epoch and read
+              back from it, shuffled with --shuffle-buffer
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.augment import flip_and_saturate, shift_and_rotate
+from trainer.augment import augment_batch
 from trainer.config import Config
 from trainer.datasets import DatasetSpec
 from trainer.files import FileSplit, select_files
@@ -119,13 +132,18 @@ def _records(
     schema: str,
     ctx: Any,
     training: bool,
+    repeat: bool = False,
+    shuffle_buffer: int = 0,
 ) -> Any:
-    """Decoded (uint8 image, int label) records of this input pipeline's share."""
+    """Decoded (uint8 image, int label) records of this input pipeline's share, once, or
+    over and over with repeat; shuffled with a buffer of that many records if asked."""
     pipelines, index = ctx.num_input_pipelines, ctx.input_pipeline_id
     if kind == "idx":
         ds = _idx_records(paths, spec)
         ds = ds.shard(pipelines, index) if pipelines > 1 else ds
-        return ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
+        ds = ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
+        ds = ds.repeat() if repeat else ds
+        return ds.shuffle(shuffle_buffer, seed=cfg.seed) if shuffle_buffer else ds
     files = tf.data.Dataset.from_tensor_slices(list(paths))
     by_files = pipelines > 1 and len(paths) >= pipelines
     if by_files:
@@ -133,6 +151,11 @@ def _records(
     if training:
         # A new file order every epoch; interleaving then mixes several files at once.
         files = files.shuffle(len(paths), seed=cfg.seed, reshuffle_each_iteration=True)
+    if repeat:
+        # Before the interleave: at an epoch's end the next epoch's files are already open
+        # and reading, instead of every reader restarting at once (each a Cloud Storage
+        # round trip).
+        files = files.repeat()
     ds = files.interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
         cycle_length=min(len(paths), MAX_PARALLEL_FILES),
@@ -141,6 +164,11 @@ def _records(
     )
     if pipelines > 1 and not by_files:
         ds = ds.shard(pipelines, index)  # fewer files than workers: share by records
+    if shuffle_buffer:
+        # Shuffling the records as read, before decoding: the buffer holds JPEG bytes, a
+        # tenth of the decoded images, and each image goes from the decoder straight into its
+        # batch while still in the CPU cache (bench/input_pipeline.py).
+        ds = ds.shuffle(shuffle_buffer, seed=cfg.seed)
     ds = ds.map(
         record_decoder(spec, schema, cfg.image_size),
         num_parallel_calls=AUTOTUNE,
@@ -159,58 +187,104 @@ def cache_budget_bytes() -> int:
     return min(CACHE_AUTO_BYTES, memory // CACHE_AUTO_MEMORY_SHARE)
 
 
-def _cache(ds: Any, cfg: Config, spec: DatasetSpec, count: int, ctx: Any, name: str) -> Any:
-    """Cache decoded images: in memory when they fit ("auto"), or in a file."""
+def _cache_mode(cfg: Config, spec: DatasetSpec, count: int, ctx: Any) -> str:
+    """Where decoded images are kept: "memory", "none" or a cache file prefix."""
     mode = cfg.cache
-    if mode == "none":
-        return ds
     if mode == "auto":
         side = cfg.image_size
         decoded = count * side * side * spec.channels // max(1, ctx.num_input_pipelines)
-        return ds.cache() if decoded <= cache_budget_bytes() else ds
+        return "memory" if decoded <= cache_budget_bytes() else "none"
+    return mode
+
+
+def _cache(ds: Any, mode: str, ctx: Any, name: str) -> Any:
+    if mode == "none":
+        return ds
     if mode == "memory":
         return ds.cache()
     return ds.cache(f"{mode}-{name}-{ctx.input_pipeline_id}")
 
 
-def _prepare(spec: DatasetSpec, augment: bool, seed: int) -> Callable[[Any, Any], Any]:
-    """uint8 images -> float32 0-255 (models rescale inside), labels -> one-hot.
+def permuted_batches(records: Any, count: int, batch: int, seed: int) -> Any:
+    """Endless batches of records held in memory: each epoch a new random permutation.
+
+    The records (at most `count`) are read once into one tensor per component; after that an
+    epoch costs one argsort and one gather per batch, whatever the number of records. The
+    last count % batch records of each permutation wait for a later epoch.
+    """
+    whole = records.batch(max(1, count)).cache()
+
+    def one_epoch(data: Any, epoch_seed: Any) -> Any:
+        images, labels = data
+        share = tf.shape(labels)[0]
+        check = tf.debugging.assert_greater_equal(
+            share, batch, message=f"fewer training records than one batch of {batch}"
+        )
+        with tf.control_dependencies([check]):
+            steps = share // batch
+        order = tf.argsort(tf.random.stateless_uniform([share], epoch_seed))
+        indices = tf.reshape(order[: steps * batch], [steps, batch])
+        return tf.data.Dataset.from_tensor_slices(indices).map(
+            lambda picked: (tf.gather(images, picked), tf.gather(labels, picked)),
+            num_parallel_calls=AUTOTUNE,
+        )
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)  # a stateless seed pair per epoch
+    return tf.data.Dataset.zip((whole.repeat(), seeds)).flat_map(one_epoch)
+
+
+def _prepare(spec: DatasetSpec, augment: bool, cast: bool) -> Callable[[Any, Any], Any]:
+    """Labels -> one-hot; images stay uint8 unless augmented (or cast is asked for), as the
+    models cast and rescale their input themselves.
 
     Works on single records and on batches alike; augmentation needs batches.
     """
 
     def prepare(image: Any, label: Any) -> tuple[Any, Any]:
-        image = tf.cast(image, tf.float32)
         if augment:
             image = augment_image(image, spec)
+        elif cast:
+            image = tf.cast(image, tf.float32)
         return image, tf.one_hot(label, spec.num_classes)
 
     return prepare
 
 
 def augment_image(images: Any, spec: DatasetSpec) -> Any:
-    """Random changes that keep the class, per image of a batch [n, h, w, c]: the codelab's
-    flips and saturation for flowers (colour photos), small shifts and turns for digits
-    (not flips: a flipped 2 is no 2)."""
-    if spec.channels == 3:
-        return flip_and_saturate(images)
-    return shift_and_rotate(images)
+    """Random changes that keep the class, per image of a batch [n, h, w, c] -> float32:
+    the codelab's flips and saturation for flowers (colour photos), small shifts and turns
+    for digits (not flips: a flipped 2 is no 2)."""
+    return augment_batch(images, colour=spec.channels == 3)
 
 
 def training_dataset(
     cfg: Config, spec: DatasetSpec, files: FileSplit, schema: str, count: int, ctx: Any
 ) -> Any:
-    """Shuffled, repeated, batched training data for one input pipeline."""
+    """Shuffled, endless, batched training data for one input pipeline."""
     batch = ctx.get_per_replica_batch_size(cfg.batch_size)
-    ds = _records(cfg, spec, files.train, files.kind, schema, ctx, training=True)
-    ds = _cache(ds, cfg, spec, count, ctx, "train")
-    ds = ds.repeat()  # before shuffle: the buffer mixes across epoch boundaries
-    ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
-    ds = ds.batch(batch, drop_remainder=True)  # static shapes, as TPUs require
-    # Cast and augment whole batches: per-image ops were the bottleneck of small models
+    mode = _cache_mode(cfg, spec, count, ctx)
+    train = (cfg, spec, files.train, files.kind, schema, ctx)
+    if mode == "memory":
+        ds = permuted_batches(_records(*train, training=True), count, batch, cfg.seed)
+    else:
+        # The shuffle buffer mixes records across epoch boundaries too.
+        if mode == "none":
+            ds = _records(*train, training=True, repeat=True, shuffle_buffer=cfg.shuffle_buffer)
+        else:  # a cache file of decoded images, written in the first epoch
+            ds = _cache(_records(*train, training=True), mode, ctx, "train").repeat()
+            ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
+        ds = ds.batch(batch, drop_remainder=True)  # static shapes, as TPUs require
+    # Whole batches at once: per-image ops were the bottleneck of small models
     # (bench/train_throughput.py).
-    ds = ds.map(_prepare(spec, cfg.augment, cfg.seed), num_parallel_calls=AUTOTUNE)
+    prepare = _prepare(spec, cfg.augment, cast=_needs_float_input(cfg))
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _needs_float_input(cfg: Config) -> bool:
+    """TPUs get float32 batches, the type TPU input pipelines commonly feed; elsewhere the
+    model's own cast does it, on the accelerator."""
+    return cfg.distribution == "tpu"
 
 
 def evaluation_dataset(
@@ -219,8 +293,8 @@ def evaluation_dataset(
     """Every evaluation record exactly once, in file order."""
     batch = ctx.get_per_replica_batch_size(cfg.batch_size)
     ds = _records(cfg, spec, files.eval, files.kind, schema, ctx, training=False)
-    ds = _cache(ds, cfg, spec, count, ctx, "eval")
-    ds = ds.map(_prepare(spec, False, cfg.seed), num_parallel_calls=AUTOTUNE)
+    ds = _cache(ds, _cache_mode(cfg, spec, count, ctx), ctx, "eval")
+    ds = ds.map(_prepare(spec, False, _needs_float_input(cfg)), num_parallel_calls=AUTOTUNE)
     # TPUs compile for static shapes: there the last partial batch is dropped.
     ds = ds.batch(batch, drop_remainder=cfg.distribution == "tpu")
     return ds.prefetch(AUTOTUNE)

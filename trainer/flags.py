@@ -134,10 +134,13 @@ def build_parser() -> FlagParser:
     data.add_argument(
         "--cache",
         default="auto",
-        help="decoded-image cache: auto (in memory when it fits), memory, none, or a file path",
+        help="decoded images: auto (in memory when they fit, a full reshuffle every epoch), "
+        "memory, none (read the files every epoch), or a cache file path",
     )
     data.add_argument(
-        "--shuffle-buffer", type=_positive_int, help="records in the shuffle buffer (recipe)"
+        "--shuffle-buffer",
+        type=_positive_int,
+        help="records in the shuffle buffer when not held in memory (recipe)",
     )
     _add_switch(data, "--skip-bad-records", "skip corrupt records instead of failing (logged)")
 

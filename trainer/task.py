@@ -36,7 +36,7 @@ def smoke_check(result: object) -> str:
         iter(result.data.eval_fn(tf.distribute.InputContext()).unbatch().batch(16))
     )
     if images.shape[-1] == 1:
-        out = serve(pixels=tf.squeeze(images, -1))
+        out = serve(pixels=tf.cast(tf.squeeze(images, -1), tf.float32))
     else:
         jpegs = tf.map_fn(
             lambda im: tf.io.encode_jpeg(tf.cast(im, tf.uint8), quality=95),
