@@ -4,12 +4,16 @@ Three ways to turn the same 192x192 JPEG shards into batches, images/s each:
   decode limit  the same JPEGs held in memory and decoded in parallel: no I/O, no parsing
   codelab       TFRecordDataset(files, num_parallel_reads=AUTOTUNE) + parallel map decode
   ours          the training input of trainer.data (train_fn), with --cache none so that
-                every epoch reads the files again; --augment=false, as the other two do not
-                augment (a line with the recipe's augmentation follows, for its cost)
+                every epoch reads the files again (the file list repeats ahead of the
+                interleave; records are shuffled as JPEG bytes, then decoded); --augment=false,
+                as the other two do not augment (a line with the recipe's augmentation
+                follows, for its cost)
 first from local files (ratios to the decode limit), then through the emulated Cloud Storage
 bucket of tests/gcs_emulator.py, as it is and with latency added to every request (ratios to
-the same pipeline's local rate; the +0 ms line shows what the emulator itself costs, since its
-proxy and server share the CPUs with the pipeline). Rates are steady-state: the first batches
+the same pipeline's local rate). Last, the CPU time that reading the shards from gs:// (no
+decoding) costs a fresh process per epoch, with TensorFlow's default 64 MB read blocks and
+with the 8 MB the trainer sets (trainer/keras_api.py): the reader zeroes one block per file
+opened, which was most of what gs:// cost before. Rates are steady-state: the first batches
 of each pass (start-up, our shuffle buffer filling) are not timed. Every round measures every
 variant in turn, and each figure is the median over rounds.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,6 +169,35 @@ def upload(emulator: Any, files: list[str]) -> list[str]:
     return [f"gs://bench/flowers/{Path(p).name}" for p in files]
 
 
+READ_ONLY = """
+import sys, time
+from trainer.keras_api import tf
+files, epochs = sys.argv[1].split(","), int(sys.argv[2])
+ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+    lambda p: tf.data.TFRecordDataset(p, buffer_size=8 << 20), cycle_length=16,
+    num_parallel_calls=4)
+ds.reduce(0, lambda n, _: n + 1)  # the first pass opens the client; not timed
+started = time.process_time()
+for _ in range(epochs):
+    ds.reduce(0, lambda n, _: n + 1)
+print((time.process_time() - started) / epochs)
+"""
+
+
+def read_cpu_per_epoch(remote: list[str], block_mb: int, epochs: int = 4) -> float:
+    """CPU seconds a fresh process spends reading every shard from gs:// once (no decode),
+    with TensorFlow's gs:// read block set to block_mb."""
+    env = dict(os.environ, GCS_READ_CACHE_BLOCK_SIZE_MB=str(block_mb), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ONLY, ",".join(remote), str(epochs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(ROOT))
@@ -179,6 +213,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
+    from trainer.keras_api import GCS_BLOCK_ENV
     from trainer.recipes import DATASET_RECIPES
 
     (tmp / "shards").mkdir()
@@ -193,6 +228,7 @@ def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
         "ours": (lambda: ours(files, batch), ours_warmup, None),
         "ours + augment": (lambda: ours(files, batch, augment=True), ours_warmup, None),
     }
+    remote: list[str] = []
     if emulator is not None:
         remote = upload(emulator, files)
         latency = args.latency_ms / 1000
@@ -231,6 +267,13 @@ def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
             print(f"  {label:<30} {rates[label]:6.0f}    {ratio(label, name):.2f} of local")
         cost = ratio(f"{name} gs:// {latency}", f"{name} gs:// +0 ms")
         print(f"  {'':<30} {'':6}    {cost:.2f}: {latency} against +0 ms")
+    default_mb, ours_mb = 64, int(os.environ[GCS_BLOCK_ENV])
+    default_cpu, ours_cpu = (read_cpu_per_epoch(remote, mb) for mb in (default_mb, ours_mb))
+    print(
+        f"CPU s per epoch to read the {args.shards} shards from gs:// (no decode): "
+        f"{default_cpu:.2f} with TensorFlow's default {default_mb} MB read blocks, "
+        f"{ours_cpu:.2f} with ours of {ours_mb} MB ({ours_cpu / default_cpu:.2f})"
+    )
 
 
 if __name__ == "__main__":

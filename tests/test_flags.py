@@ -24,6 +24,23 @@ def test_help_does_not_import_tensorflow() -> None:
     assert "--hypertune-metric" in out.stdout
 
 
+@pytest.mark.parametrize("preset", [None, "32"], ids=["default", "environment-wins"])
+def test_tensorflow_loads_with_small_gcs_read_blocks(preset: str | None) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "GCS_READ_CACHE_BLOCK_SIZE_MB"}
+    if preset:
+        env["GCS_READ_CACHE_BLOCK_SIZE_MB"] = preset
+    code = (
+        "import os\nfrom trainer.keras_api import tf\none = tf.constant(1).numpy()\n"
+        "print(os.environ.get('GCS_READ_CACHE_BLOCK_SIZE_MB'), one)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == [preset or "8", "1"]
+
+
 def test_dash_style_flags_and_recipe_defaults(mnist_dir: str) -> None:
     cfg = make_config(["--data-dir", mnist_dir, "--learning-rate=0.02", "--epochs", "3"])
     assert (cfg.dataset, cfg.model, cfg.learning_rate, cfg.epochs) == ("mnist", "bn_conv", 0.02, 3)

@@ -9,6 +9,12 @@ to this file.
 Both names are lazy: importing them costs nothing, the first attribute access imports
 TensorFlow. That keeps `--help` and flag errors instant and lets registries live in modules
 that build models.
+
+Before TensorFlow loads, `GCS_READ_CACHE_BLOCK_SIZE_MB` defaults to 8 (the environment wins
+if it sets it): TensorFlow's gs:// reader allocates and zeroes one block of that size for
+every file it opens, 64 MB by default. Per epoch of 16 flowers shards that was 1.2 s of CPU
+in the training process, against 0.36 s with 8 MB blocks, with one request per shard either
+way (bench/input_pipeline.py). 8 MB is also the TFRecord read buffer (trainer/data.py).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import importlib
 import os
 import types
 from typing import Any
+
+GCS_BLOCK_ENV = "GCS_READ_CACHE_BLOCK_SIZE_MB"
+GCS_BLOCK_MB = 8
 
 
 class _LazyModule(types.ModuleType):
@@ -31,6 +40,7 @@ class _LazyModule(types.ModuleType):
         if self._module is None:
             os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            os.environ.setdefault(GCS_BLOCK_ENV, str(GCS_BLOCK_MB))
             self._module = importlib.import_module(self._target)
         return self._module
 
