@@ -27,15 +27,13 @@ import time
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_MODELS = ("softmax", "dense", "conv", "bn_conv")
-FLOWERS_MODELS = (
-    "convnet",
-    "squeeze_little",
-    "squeeze_dense",
-    "squeeze_fast",
-    "squeezenet",
-    "mobilenet_v2",
-)
+sys.path.insert(0, ROOT)
+
+from trainer.datasets import DATASETS  # noqa: E402  (imports no TensorFlow)
+
+MNIST_MODELS = DATASETS["mnist"].models
+# `transfer` is mobilenet_v2 with another backbone: the same model unless one is named.
+FLOWERS_MODELS = tuple(m for m in DATASETS["flowers"].models if m != "transfer")
 VARIANTS = ("pipeline", "memory", "jit", "spe")
 
 
@@ -268,7 +266,6 @@ def main() -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    sys.path.insert(0, ROOT)
 
     folder = tempfile.mkdtemp(prefix="throughput-")
     data_flags = write_data(folder, args.flowers_size)
@@ -297,7 +294,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == CHILD:
-        sys.path.insert(0, ROOT)
         first_step_child(sys.argv[2], sys.argv[3:])
     else:
         main()

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from trainer.datasets import DIGIT_CLASSES, FLOWER_CLASSES, MNIST_IDX_FILES
 from trainer.files import MissingFilesError
 from trainer.files import find_idx_pairs as idx_pairs_in
+from trainer.flags import positive_int
 from trainer.keras_api import tf
 
 PROG = "trainer.convert"
@@ -394,13 +395,6 @@ def convert_synthetic_mnist(
 # ---------------------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _quality(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 100:
@@ -420,14 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     folder.add_argument("source", help="folder with one subfolder of images per class")
     folder.add_argument("output", help="folder for the shards")
-    folder.add_argument("--size", type=_positive_int, default=192, help="square side (192)")
+    folder.add_argument("--size", type=positive_int, default=192, help="square side (192)")
     folder.add_argument(
         "--classes",
         default="",
         help="comma-separated class folders, in label order (default: all subfolders, sorted)",
     )
     folder.add_argument(
-        "--per-shard", type=_positive_int, default=230, help="records per shard (230, as public)"
+        "--per-shard", type=positive_int, default=230, help="records per shard (230, as public)"
     )
     folder.add_argument("--prefix", default="flowers", help="shard name prefix (flowers)")
     folder.add_argument("--seed", type=int, default=42, help="seed of the shuffle (42)")
@@ -437,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     idx.add_argument("source", help="folder with train-images-idx3-ubyte etc. (or .gz)")
     idx.add_argument("output", help="folder for the shards")
     idx.add_argument(
-        "--per-shard", type=_positive_int, default=5000, help="records per shard (5000)"
+        "--per-shard", type=positive_int, default=5000, help="records per shard (5000)"
     )
 
     synth = sub.add_parser("synthetic", help="generated smoke datasets of any size")
@@ -450,12 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tfrecord (flowers: the -2 schema), tfrecord-v1 (flowers: the older schema), "
         "idx (mnist: the four IDX files)",
     )
-    synth.add_argument("--count", type=_positive_int, help="records (flowers 600, mnist 3000)")
+    synth.add_argument("--count", type=positive_int, help="records (flowers 600, mnist 3000)")
     synth.add_argument(
-        "--eval-count", type=_positive_int, help="mnist: evaluation records (count / 5)"
+        "--eval-count", type=positive_int, help="mnist: evaluation records (count / 5)"
     )
-    synth.add_argument("--size", type=_positive_int, default=192, help="flowers: side (192)")
-    synth.add_argument("--per-shard", type=_positive_int, help="records per shard (100, 1000)")
+    synth.add_argument("--size", type=positive_int, default=192, help="flowers: side (192)")
+    synth.add_argument("--per-shard", type=positive_int, help="records per shard (100, 1000)")
     synth.add_argument("--seed", type=int, default=0, help="seed of the generator (0)")
     return p
 

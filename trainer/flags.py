@@ -38,7 +38,8 @@ def _int_value(text: str) -> int:
         return int(value)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (also "64.0", as Vertex tuning sends it)."""
     value = _int_value(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -84,7 +85,7 @@ def _boolean(text: str) -> bool:
 
 
 # argparse names a type in its messages by the function's __name__.
-_positive_int.__name__ = "positive integer"
+positive_int.__name__ = "positive integer"
 _non_negative_int.__name__ = "integer"
 _positive_float.__name__ = "positive number"
 _non_negative_float.__name__ = "number"
@@ -129,7 +130,7 @@ def build_parser() -> FlagParser:
         help="fraction of --data-dir files held out for evaluation (the codelab's 0.19)",
     )
     data.add_argument(
-        "--image-size", type=_positive_int, help="flowers: resize images to this square size (192)"
+        "--image-size", type=positive_int, help="flowers: resize images to this square size (192)"
     )
     data.add_argument(
         "--cache",
@@ -139,7 +140,7 @@ def build_parser() -> FlagParser:
     )
     data.add_argument(
         "--shuffle-buffer",
-        type=_positive_int,
+        type=positive_int,
         help="records in the shuffle buffer when not held in memory (recipe)",
     )
     _add_switch(data, "--skip-bad-records", "skip corrupt records instead of failing (logged)")
@@ -173,19 +174,19 @@ def build_parser() -> FlagParser:
     )
 
     train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=_positive_int, help="training epochs (recipe)")
+    train.add_argument("--epochs", type=positive_int, help="training epochs (recipe)")
     train.add_argument(
         "--steps-per-epoch",
-        type=_positive_int,
+        type=positive_int,
         help="training steps per epoch (default: one pass over the training files)",
     )
     train.add_argument(
         "--eval-steps",
-        type=_positive_int,
+        type=positive_int,
         help="evaluation steps (default: every evaluation record once)",
     )
     train.add_argument(
-        "--batch-size", type=_positive_int, help="global batch size, over all replicas (recipe)"
+        "--batch-size", type=positive_int, help="global batch size, over all replicas (recipe)"
     )
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (recipe)")
     train.add_argument(
@@ -223,7 +224,7 @@ def build_parser() -> FlagParser:
     _add_switch(train, "--jit-compile", "compile the train step with XLA")
     train.add_argument(
         "--steps-per-execution",
-        type=_positive_int,
+        type=positive_int,
         help="train steps per tf.function call (default: 1, or 32 on TPU)",
     )
     train.add_argument("--seed", type=int, default=42, help="seed for shuffles and weights")
@@ -245,7 +246,7 @@ def build_parser() -> FlagParser:
     _add_switch(dist, "--scale-lr-with-batch", "scale the learning rate by batch size / recipe's")
     dist.add_argument(
         "--backup-every-steps",
-        type=_positive_int,
+        type=positive_int,
         help="also back up for preemption every N steps (default: every epoch)",
     )
 
