@@ -8,9 +8,9 @@ earlier. Augmentation and one-hot labels come after any cache, so they change ev
 
 Two shapes of training input:
   in memory   when the decoded share fits (--cache auto or memory): the whole share is read
-              once into one tensor, and every epoch is a full random permutation of it, cut
-              into batches with one gather per batch (no per-record work after the first
-              epoch, and a better shuffle than any buffer)
+              once into one tensor, and every epoch is a full random permutation of it,
+              gathered in one op and sliced into batches (no per-record work after the
+              first epoch, and a better shuffle than any buffer)
   streaming   otherwise (--cache none, or auto when the share does not fit): the file
               list, reshuffled every epoch, repeats before the interleave, so the next
               epoch's files open while this epoch's are still being read; records are
@@ -182,7 +182,8 @@ def _records(
 
 
 def cache_budget_bytes() -> int:
-    """Bytes of decoded images that --cache auto keeps in memory on this machine."""
+    """Bytes that --cache auto may fill with decoded images on this machine (training holds
+    its share twice during an epoch: the share and the epoch's permuted copy)."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -196,7 +197,8 @@ def _cache_mode(cfg: Config, spec: DatasetSpec, count: int, ctx: Any) -> str:
     if mode == "auto":
         side = cfg.image_size
         decoded = count * side * side * spec.channels // max(1, ctx.num_input_pipelines)
-        return "memory" if decoded <= cache_budget_bytes() else "none"
+        # Training holds the share twice during an epoch (permuted_batches).
+        return "memory" if 2 * decoded <= cache_budget_bytes() else "none"
     return mode
 
 
@@ -212,8 +214,10 @@ def permuted_batches(records: Any, count: int, batch: int, seed: int) -> Any:
     """Endless batches of records held in memory: each epoch a new random permutation.
 
     The records (at most `count`) are read once into one tensor per component; after that an
-    epoch costs one argsort and one gather per batch, whatever the number of records. The
-    last count % batch records of each permutation wait for a later epoch.
+    epoch costs one argsort and one gather into [steps, batch, ...], sliced a batch at a
+    time: no function call per batch, let alone per record. The gathered epoch is a second
+    copy of the share while it lasts. The last count % batch records of each permutation
+    wait for a later epoch.
     """
     whole = records.batch(max(1, count)).cache()
 
@@ -227,9 +231,8 @@ def permuted_batches(records: Any, count: int, batch: int, seed: int) -> Any:
             steps = share // batch
         order = tf.argsort(tf.random.stateless_uniform([share], epoch_seed))
         indices = tf.reshape(order[: steps * batch], [steps, batch])
-        return tf.data.Dataset.from_tensor_slices(indices).map(
-            lambda picked: (tf.gather(images, picked), tf.gather(labels, picked)),
-            num_parallel_calls=AUTOTUNE,
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(images, indices), tf.gather(labels, indices))
         )
 
     seeds = tf.data.Dataset.random(seed=seed).batch(2)  # a stateless seed pair per epoch
@@ -280,17 +283,18 @@ def training_dataset(
     # Whole batches at once: per-image ops were the bottleneck of small models
     # (bench/train_throughput.py).
     prepare = _prepare(spec, cfg.augment, cast=_needs_float_input(cfg))
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
-    return with_own_threads(ds.prefetch(AUTOTUNE))
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds if mode == "memory" else with_own_threads(ds)
 
 
 def with_own_threads(ds: Any) -> Any:
-    """The dataset on a thread pool of its own.
+    """The dataset on a thread pool of its own, for inputs that read and decode files.
 
     Without one, tf.data runs its parallel stages on the process's shared pool of one thread
     per core, where the file readers, the decoders and the training step's ops queue behind
     each other: on 2 cores our streaming input reached 0.84 of the JPEG decode limit that
-    way and 0.98-1.06 with a private pool of 8-16 threads (bench/input_pipeline.py).
+    way and 0.98-1.06 with a private pool of 8-16 threads (bench/input_pipeline.py). Data
+    held in memory does without: there the pool's idle threads cost more than they save.
     """
     options = tf.data.Options()
     threads = max(MIN_INPUT_THREADS, INPUT_THREADS_PER_CORE * (os.cpu_count() or 1))
@@ -310,11 +314,12 @@ def evaluation_dataset(
     """Every evaluation record exactly once, in file order."""
     batch = ctx.get_per_replica_batch_size(cfg.batch_size)
     ds = _records(cfg, spec, files.eval, files.kind, schema, ctx, training=False)
-    ds = _cache(ds, _cache_mode(cfg, spec, count, ctx), ctx, "eval")
+    mode = _cache_mode(cfg, spec, count, ctx)
+    ds = _cache(ds, mode, ctx, "eval")
     ds = ds.map(_prepare(spec, False, _needs_float_input(cfg)), num_parallel_calls=AUTOTUNE)
     # TPUs compile for static shapes: there the last partial batch is dropped.
-    ds = ds.batch(batch, drop_remainder=cfg.distribution == "tpu")
-    return with_own_threads(ds.prefetch(AUTOTUNE))
+    ds = ds.batch(batch, drop_remainder=cfg.distribution == "tpu").prefetch(AUTOTUNE)
+    return ds if mode == "memory" else with_own_threads(ds)
 
 
 def find_bad_record(cfg: Config, spec: DatasetSpec, data: InputData) -> str | None:
