@@ -292,7 +292,7 @@ def with_own_threads(ds: Any) -> Any:
 
     Without one, tf.data runs its parallel stages on the process's shared pool of one thread
     per core, where the file readers, the decoders and the training step's ops queue behind
-    each other: on 2 cores our streaming input reached 0.84 of the JPEG decode limit that
+    each other: on 2 cores our streaming input reached 0.80-0.84 of the JPEG decode limit that
     way and 0.98-1.06 with a private pool of 8-16 threads (bench/input_pipeline.py). Data
     held in memory does without: there the pool's idle threads cost more than they save.
     """
