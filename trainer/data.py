@@ -6,7 +6,7 @@ Images stay uint8 up to the model, which casts them itself (a quarter of the mem
 host-to-accelerator traffic of floats); only augmentation, which needs floats, casts them
 earlier. Augmentation and one-hot labels come after any cache, so they change every epoch.
 
-Two shapes of training input:
+Three shapes of training input:
   in memory   when the decoded share fits (--cache auto or memory): the whole share is read
               once into one tensor, and every epoch is a full random permutation of it,
               gathered in one op and sliced into batches (no per-record work after the
