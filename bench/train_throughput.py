@@ -1,14 +1,18 @@
 """Training throughput per model on this machine, measured side by side in one run.
 
-For every model: training images/s fed by our input pipeline (files -> decode -> cache ->
-shuffle -> batch -> augment) against the same compiled model fed from one batch held in
-memory (an input that costs nothing), then the effect of --jit-compile and of
---steps-per-execution on our pipeline, each as a ratio to the plain run, and the CPU cost per
-image of the input pipeline alone next to the model's. Variants take turns within every
-repeat, and each rate is the median over repeats of the steady-state rate (the first steps
-of every fit call, where tracing and pipeline start-up happen, are not timed).
-Last, the time from process start to the end of the first training step of a real
-`trainer.task` process, per model.
+For every model: training images/s fed by our input pipeline (as a run builds it: the data
+read and decoded once into memory, a new permutation every epoch, batches, augmentation)
+against the same compiled model fed from one batch held in memory (an input that costs
+nothing), then the effect of --jit-compile and of --steps-per-execution on our pipeline, each
+as a ratio to the plain run, and the CPU cost per image of the input pipeline alone next to
+the model's. For models whose recipe augments, the pipeline also runs without augmentation
+(unaug/mem): what reading and batching cost apart from the recipe's augmentation, which
+runs on the same CPU cores here. Variants take turns within every repeat; each rate is the
+median over repeats of the steady-state rate (the first steps of every fit call, where
+tracing and pipeline start-up happen, are not timed), and each ratio the median over
+repeats of the ratio within a repeat. Fast models run more steps, so that every timed
+stretch lasts --min-seconds. Last, the time from process start to the end of the first
+training step of a real `trainer.task` process, per model.
 
     nice -n 10 .venv/bin/python bench/train_throughput.py
     nice -n 10 .venv/bin/python bench/train_throughput.py --models bn_conv squeezenet --steps 30
@@ -17,7 +21,9 @@ Last, the time from process start to the end of the first training step of a rea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -34,7 +40,7 @@ from trainer.datasets import DATASETS  # noqa: E402  (imports no TensorFlow)
 MNIST_MODELS = DATASETS["mnist"].models
 # `transfer` is mobilenet_v2 with another backbone: the same model unless one is named.
 FLOWERS_MODELS = tuple(m for m in DATASETS["flowers"].models if m != "transfer")
-VARIANTS = ("pipeline", "memory", "jit", "spe")
+VARIANTS = ("pipeline", "bare", "memory", "jit", "spe")
 
 
 # ---------------------------------------------------------------------------- data
@@ -129,6 +135,16 @@ def compiled_model(cfg: Any, jit: bool, steps_per_execution: int) -> Any:
     return model
 
 
+def timed_steps(model: Any, data: Any, skip: int, batch_size: int, args: Any) -> int:
+    """Timed steps per fit call: --steps, or more where a model is so fast that they would
+    take less than --min-seconds (a tenth of a second is noise on a shared machine)."""
+    timer = steady_rate_callback(skip, batch_size)
+    model.fit(data, epochs=1, steps_per_epoch=skip + args.steps, callbacks=[timer], verbose=0)
+    per_second = timer.rates()[0] / batch_size
+    steps = max(args.steps, math.ceil(args.min_seconds * per_second))
+    return -(-steps // args.steps_per_execution) * args.steps_per_execution
+
+
 def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Median steady-state images/s of each variant, variants taking turns per repeat."""
     from trainer.config import build_config
@@ -142,10 +158,14 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     cfg = build_config(parse_flags(flags), {})
     data = load_data(cfg, DATASETS[cfg.dataset])
     pipeline = data.train_fn(tf.distribute.InputContext())
+    # The same input without the recipe's augmentation: what reading and batching cost alone.
+    bare_cfg = dataclasses.replace(cfg, augment=False)
+    bare = load_data(bare_cfg, DATASETS[cfg.dataset]).train_fn(tf.distribute.InputContext())
     in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline))).repeat()
     plain = compiled_model(cfg, jit=False, steps_per_execution=1)
     runs = {
         "pipeline": (plain, pipeline),
+        "bare": (plain, bare),
         "memory": (plain, in_memory),
         "jit": (compiled_model(cfg, jit=True, steps_per_execution=1), pipeline),
         "spe": (compiled_model(cfg, False, args.steps_per_execution), pipeline),
@@ -153,25 +173,35 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     skip = args.skip_steps
     if skip % args.steps_per_execution:
         skip += args.steps_per_execution - skip % args.steps_per_execution
+    steps = timed_steps(plain, in_memory, skip, cfg.batch_size, args)
     wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    variants = VARIANTS if cfg.augment else tuple(v for v in VARIANTS if v != "bare")
     for _ in range(args.repeats):
-        for name in VARIANTS:
+        for name in variants:
             model, dataset = runs[name]
             timer = steady_rate_callback(skip, cfg.batch_size)
-            steps = skip + args.steps
-            model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+            model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, callbacks=[timer], verbose=0)
             per_wall, per_cpu = timer.rates()
             wall[name].append(per_wall)
             cpu[name].append(per_cpu)
+    if not cfg.augment:  # the pipeline is the bare one
+        wall["bare"], cpu["bare"] = wall["pipeline"], cpu["pipeline"]
     input_us = statistics.median(
-        input_cost(pipeline, skip, 4 * args.steps, cfg.batch_size) for _ in range(args.repeats)
+        input_cost(pipeline, skip, 4 * steps, cfg.batch_size) for _ in range(args.repeats)
     )
     rates = {name: statistics.median(values) for name, values in wall.items()}
     cpu_rates = {name: statistics.median(values) for name, values in cpu.items()}
+
+    def paired(name: str, base: str, rates: dict[str, list[float]]) -> float:
+        """Median over repeats of name/base, both measured in the same repeat: a slow spell
+        of the machine then slows both sides of a ratio instead of one."""
+        return statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
+
     return {
         "batch": cfg.batch_size,
         "image_size": cfg.image_size,
+        "timed_steps": steps,
         "rates": rates,
         "cpu_rates": cpu_rates,
         # Next to 1e6 / cpu_rates["memory"], the model's own CPU microseconds per image.
@@ -179,12 +209,15 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
         "model_cpu_us_per_image": 1e6 / cpu_rates["memory"],
         # Wall-clock ratios are what a job sees; on a machine shared with other work they
         # also carry its noise. Images per CPU second of this process barely feel it.
-        "pipeline_vs_memory": rates["pipeline"] / rates["memory"],
-        "pipeline_vs_memory_cpu": cpu_rates["pipeline"] / cpu_rates["memory"],
-        "jit_vs_plain": rates["jit"] / rates["pipeline"],
-        "jit_vs_plain_cpu": cpu_rates["jit"] / cpu_rates["pipeline"],
-        "spe_vs_plain": rates["spe"] / rates["pipeline"],
-        "spe_vs_plain_cpu": cpu_rates["spe"] / cpu_rates["pipeline"],
+        "pipeline_vs_memory": paired("pipeline", "memory", wall),
+        "pipeline_vs_memory_cpu": paired("pipeline", "memory", cpu),
+        "augment": cfg.augment,
+        "bare_vs_memory": paired("bare", "memory", wall),
+        "bare_vs_memory_cpu": paired("bare", "memory", cpu),
+        "jit_vs_plain": paired("jit", "pipeline", wall),
+        "jit_vs_plain_cpu": paired("jit", "pipeline", cpu),
+        "spe_vs_plain": paired("spe", "pipeline", wall),
+        "spe_vs_plain_cpu": paired("spe", "pipeline", cpu),
     }
 
 
@@ -236,17 +269,19 @@ def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
     """Wall-clock figures, then the same ratios in images per CPU second."""
     print(
         f"\n{'model':<15}{'batch':>6}{'size':>6}{'pipeline img/s':>16}{'memory img/s':>14}"
-        f"{'pipe/mem':>10}{'jit/plain':>11}{f'spe{spe}/1':>10}{'1st step s':>12}"
-        f"{'| cpu: pipe/mem':>16}{'jit/plain':>11}{f'spe{spe}/1':>10}"
+        f"{'pipe/mem':>10}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}{'1st step s':>12}"
+        f"{'| cpu: pipe/mem':>16}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}"
         f"{'input us/img':>14}{'model us/img':>14}"
     )
     for model, r in results.items():
         rates = r["rates"]
         print(
             f"{model:<15}{r['batch']:>6}{r['image_size']:>6}{rates['pipeline']:>16.0f}"
-            f"{rates['memory']:>14.0f}{r['pipeline_vs_memory']:>10.3f}{r['jit_vs_plain']:>11.2f}"
+            f"{rates['memory']:>14.0f}{r['pipeline_vs_memory']:>10.3f}"
+            f"{r['bare_vs_memory']:>11.3f}{r['jit_vs_plain']:>11.2f}"
             f"{r['spe_vs_plain']:>10.2f}{r.get('first_step_s', float('nan')):>12.1f}"
-            f"{r['pipeline_vs_memory_cpu']:>16.3f}{r['jit_vs_plain_cpu']:>11.2f}"
+            f"{r['pipeline_vs_memory_cpu']:>16.3f}{r['bare_vs_memory_cpu']:>11.3f}"
+            f"{r['jit_vs_plain_cpu']:>11.2f}"
             f"{r['spe_vs_plain_cpu']:>10.2f}{r['input_cpu_us_per_image']:>14.1f}"
             f"{r['model_cpu_us_per_image']:>14.1f}"
         )
@@ -258,7 +293,8 @@ def main() -> None:
     parser.add_argument("--flowers-size", type=int, default=192, help="flowers image size")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per fit call")
     parser.add_argument("--skip-steps", type=int, default=5, help="untimed steps per fit call")
-    parser.add_argument("--repeats", type=int, default=3, help="turns of every variant")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="least time timed")
+    parser.add_argument("--repeats", type=int, default=5, help="turns of every variant")
     parser.add_argument("--steps-per-execution", type=int, default=8)
     parser.add_argument("--no-first-step", action="store_true", help="skip process start-up")
     parser.add_argument("--json", help="also write the results here")

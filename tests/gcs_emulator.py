@@ -577,6 +577,21 @@ class GcsEmulator:
         """Requests seen, faults injected (failed_503, dropped, list_denied, ...), statuses."""
         return Counter(self._control("GET", "state")["stats"])
 
+    def cpu_seconds(self) -> float:
+        """CPU time the proxy and fake-gcs-server have used so far (Linux /proc): work that a
+        real bucket does on Google's machines, done here on the test machine's cores."""
+        assert self._process is not None
+        tick = os.sysconf("SC_CLK_TCK")
+        proxy = self._process.pid
+        with open(f"/proc/{proxy}/task/{proxy}/children") as f:
+            pids = [proxy, *map(int, f.read().split())]
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
     @property
     def written(self) -> list[str]:
         """ "bucket/object" of every upload and copy the proxy relayed since the last reset."""

@@ -38,7 +38,7 @@ def test_tensorflow_loads_with_small_gcs_read_blocks(preset: str | None) -> None
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert out.stdout.split() == [preset or "8", "1"]
+    assert out.stdout.split() == [preset or "4", "1"]
 
 
 def test_dash_style_flags_and_recipe_defaults(mnist_dir: str) -> None:
