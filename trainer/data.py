@@ -239,19 +239,33 @@ def permuted_batches(records: Any, count: int, batch: int, seed: int) -> Any:
     return tf.data.Dataset.zip((whole.repeat(), seeds)).flat_map(one_epoch)
 
 
-def _prepare(spec: DatasetSpec, augment: bool, cast: bool) -> Callable[[Any, Any], Any]:
-    """Labels -> one-hot; images stay uint8 unless augmented (or cast is asked for), as the
-    models cast and rescale their input themselves.
+def _one_hot(spec: DatasetSpec) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """Labels -> one-hot, images as they are; on single records and on batches alike."""
 
-    Works on single records and on batches alike; augmentation needs batches.
-    """
+    def one_hot(image: Any, label: Any) -> tuple[Any, Any]:
+        return image, tf.one_hot(label, spec.num_classes)
+
+    return one_hot
+
+
+def _image_prep(spec: DatasetSpec, augment: bool, cast: bool) -> Callable[[Any], Any] | None:
+    """What a batch of images needs before the model, or None: images stay uint8 unless
+    augmented (augmentation needs batches) or cast is asked for, as the models cast and
+    rescale their input themselves."""
+    if augment:
+        return lambda images: augment_image(images, spec)
+    if cast:
+        return lambda images: tf.cast(images, tf.float32)
+    return None
+
+
+def _prepare(spec: DatasetSpec, augment: bool, cast: bool) -> Callable[[Any, Any], Any]:
+    """Labels -> one-hot and the images' preparation (_image_prep), per batch or record."""
+    one_hot = _one_hot(spec)
+    images = _image_prep(spec, augment, cast) or (lambda image: image)
 
     def prepare(image: Any, label: Any) -> tuple[Any, Any]:
-        if augment:
-            image = augment_image(image, spec)
-        elif cast:
-            image = tf.cast(image, tf.float32)
-        return image, tf.one_hot(label, spec.num_classes)
+        return one_hot(images(image), label)
 
     return prepare
 
@@ -270,21 +284,27 @@ def training_dataset(
     batch = ctx.get_per_replica_batch_size(cfg.batch_size)
     mode = _cache_mode(cfg, spec, count, ctx)
     train = (cfg, spec, files.train, files.kind, schema, ctx)
+    cast = _needs_float_input(cfg)
     if mode == "memory":
-        ds = permuted_batches(_records(*train, training=True), count, batch, cfg.seed)
-    else:
-        # The shuffle buffer mixes records across epoch boundaries too.
-        if mode == "none":
-            ds = _records(*train, training=True, repeat=True, shuffle_buffer=cfg.shuffle_buffer)
-        else:  # a cache file of decoded images, written in the first epoch
-            ds = _cache(_records(*train, training=True), mode, ctx, "train").repeat()
-            ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
-        ds = ds.batch(batch, drop_remainder=True)  # static shapes, as TPUs require
+        # Labels are one-hot before they are held: after the first epoch, a batch that needs
+        # no augmentation is a slice of the epoch's gathered tensor and nothing more.
+        records = _records(*train, training=True).map(_one_hot(spec))
+        ds = permuted_batches(records, count, batch, cfg.seed)
+        prep = _image_prep(spec, cfg.augment, cast)
+        if prep is not None:
+            ds = ds.map(lambda images, labels: (prep(images), labels), num_parallel_calls=AUTOTUNE)
+        return ds.prefetch(AUTOTUNE)
+    # The shuffle buffer mixes records across epoch boundaries too.
+    if mode == "none":
+        ds = _records(*train, training=True, repeat=True, shuffle_buffer=cfg.shuffle_buffer)
+    else:  # a cache file of decoded images, written in the first epoch
+        ds = _cache(_records(*train, training=True), mode, ctx, "train").repeat()
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed)
+    ds = ds.batch(batch, drop_remainder=True)  # static shapes, as TPUs require
     # Whole batches at once: per-image ops were the bottleneck of small models
     # (bench/train_throughput.py).
-    prepare = _prepare(spec, cfg.augment, cast=_needs_float_input(cfg))
-    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-    return ds if mode == "memory" else with_own_threads(ds)
+    ds = ds.map(_prepare(spec, cfg.augment, cast), num_parallel_calls=AUTOTUNE)
+    return with_own_threads(ds.prefetch(AUTOTUNE))
 
 
 def with_own_threads(ds: Any) -> Any:
