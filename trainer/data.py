@@ -4,13 +4,14 @@ Each dataset is built by a function of a `tf.distribute.InputContext`, so that
 `strategy.distribute_datasets_from_function` gives every worker its own files.
 Images stay uint8 up to the model, which casts them itself (a quarter of the memory and of the
 host-to-accelerator traffic of floats); only augmentation, which needs floats, casts them
-earlier. Augmentation and one-hot labels come after any cache, so they change every epoch.
+earlier. Augmentation comes after any cache, so it changes every epoch.
 
 Three shapes of training input:
   in memory   when the decoded share fits (--cache auto or memory): the whole share is read
               once into one tensor, and every epoch is a full random permutation of it,
-              gathered in one op and sliced into batches (no per-record work after the
-              first epoch, and a better shuffle than any buffer)
+              gathered in one op and sliced into batches (labels one-hot already: no
+              per-record work after the first epoch, no per-batch work unless augmenting,
+              and a better shuffle than any buffer)
   streaming   otherwise (--cache none, or auto when the share does not fit): the file
               list, reshuffled every epoch, repeats before the interleave, so the next
               epoch's files open while this epoch's are still being read; records are
