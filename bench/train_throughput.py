@@ -7,12 +7,12 @@ nothing), then the effect of --jit-compile and of --steps-per-execution on our p
 as a ratio to the plain run, and the CPU cost per image of the input pipeline alone next to
 the model's. For models whose recipe augments, the pipeline also runs without augmentation
 (unaug/mem): what reading and batching cost apart from the recipe's augmentation, which
-runs on the same CPU cores here. Variants take turns within every repeat; each rate is the
-median over repeats of the steady-state rate (the first steps of every fit call, where
-tracing and pipeline start-up happen, are not timed), and each ratio the median over
-repeats of the ratio within a repeat. Fast models run more steps, so that every timed
-stretch lasts --min-seconds. Last, the time from process start to the end of the first
-training step of a real `trainer.task` process, per model.
+runs on the same CPU cores here. Variants take turns within every repeat, each repeat
+starting one variant later; each rate is the median over repeats of the steady-state rate
+(the first steps of every fit call, where tracing and pipeline start-up happen, are not
+timed), and each ratio the median over repeats of the ratio within a repeat. Fast models
+run more steps, so that every timed stretch lasts --min-seconds. Last, the time from
+process start to the end of the first training step of a real `trainer.task` process, per model.
 
     nice -n 10 .venv/bin/python bench/train_throughput.py
     nice -n 10 .venv/bin/python bench/train_throughput.py --models bn_conv squeezenet --steps 30
@@ -106,13 +106,19 @@ def steady_rate_callback(skip: int, batch_size: int) -> Any:
 
 
 def input_cost(dataset: Any, skip: int, steps: int, batch_size: int) -> float:
-    """CPU microseconds per image of the input pipeline alone, iterated without a model."""
+    """CPU microseconds per image of the input pipeline alone, without a model: batches are
+    taken inside one graph loop, as fit takes them, so no Python runs per batch."""
+    from trainer.keras_api import tf
+
+    @tf.function
+    def take(iterator: Any, count: Any) -> None:
+        for _ in tf.range(count):
+            iterator.get_next()
+
     iterator = iter(dataset)
-    for _ in range(skip):
-        next(iterator)
+    take(iterator, tf.constant(skip))
     started = time.process_time()
-    for _ in range(steps):
-        next(iterator)
+    take(iterator, tf.constant(steps))
     return (time.process_time() - started) / (steps * batch_size) * 1e6
 
 
@@ -177,8 +183,11 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     variants = VARIANTS if cfg.augment else tuple(v for v in VARIANTS if v != "bare")
-    for _ in range(args.repeats):
-        for name in variants:
+    for turn in range(args.repeats):
+        # Each repeat starts one variant later, so that no variant always runs first after
+        # another model (cold caches) or last before one.
+        shift = turn % len(variants)
+        for name in variants[shift:] + variants[:shift]:
             model, dataset = runs[name]
             timer = steady_rate_callback(skip, cfg.batch_size)
             model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, callbacks=[timer], verbose=0)
@@ -266,12 +275,14 @@ def time_to_first_step(flags: list[str], folder: str) -> float:
 
 
 def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
-    """Wall-clock figures, then the same ratios in images per CPU second."""
+    """Wall-clock figures, then the same ratios in images per CPU second, then the CPU time
+    per image of the input alone against the model's: the input's share of the work, which
+    a shared machine's noise barely moves (the wall-clock ratios swing by 0.1 here)."""
     print(
         f"\n{'model':<15}{'batch':>6}{'size':>6}{'pipeline img/s':>16}{'memory img/s':>14}"
         f"{'pipe/mem':>10}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}{'1st step s':>12}"
         f"{'| cpu: pipe/mem':>16}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}"
-        f"{'input us/img':>14}{'model us/img':>14}"
+        f"{'input us/img':>14}{'model us/img':>14}{'input/model':>13}"
     )
     for model, r in results.items():
         rates = r["rates"]
@@ -284,6 +295,7 @@ def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
             f"{r['jit_vs_plain_cpu']:>11.2f}"
             f"{r['spe_vs_plain_cpu']:>10.2f}{r['input_cpu_us_per_image']:>14.1f}"
             f"{r['model_cpu_us_per_image']:>14.1f}"
+            f"{r['input_cpu_us_per_image'] / r['model_cpu_us_per_image']:>13.1%}"
         )
 
 

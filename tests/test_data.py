@@ -104,8 +104,9 @@ def test_in_memory_training_is_a_new_permutation_every_epoch(mnist_dir: str) -> 
     cfg = make_config(["--data-dir", mnist_dir, "--batch-size", "32", "--augment=false"])
     data = load_data(cfg, DATASETS["mnist"])  # 320 records: cached in memory (auto)
     ds = data.train_fn(tf.distribute.InputContext())
-    images, _ = next(iter(ds))
+    images, labels = next(iter(ds))
     assert images.dtype == tf.uint8  # the model casts; the pipeline moves a quarter of floats
+    assert labels.shape == (32, 10) and labels.dtype == tf.float32  # one-hot, held as such
     epochs = _record_ids(ds, 20)
     first = [r for batch in epochs[:10] for r in batch]
     second = [r for batch in epochs[10:] for r in batch]
