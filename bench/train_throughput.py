@@ -5,9 +5,10 @@ read and decoded once into memory, a new permutation every epoch, batches, augme
 against the same compiled model fed from one batch held in memory (an input that costs
 nothing), then the effect of --jit-compile and of --steps-per-execution on our pipeline, each
 as a ratio to the plain run, and the CPU cost per image of the input pipeline alone next to
-the model's. For models whose recipe augments, the pipeline also runs without augmentation
-(unaug/mem): what reading and batching cost apart from the recipe's augmentation, which
-runs on the same CPU cores here. Variants take turns within every repeat, each repeat
+the model's. The pipeline also runs with the recipe's augmentation switched the other way,
+so that every model shows both: aug/mem (the pipeline with --augment) and unaug/mem (what
+reading and batching cost alone); augmentation runs on the same CPU cores as the model
+here. Variants take turns within every repeat, each repeat
 starting one variant later; each rate is the median over repeats of the steady-state rate
 (the first steps of every fit call, where tracing and pipeline start-up happen, are not
 timed), and each ratio the median over repeats of the ratio within a repeat. Fast models
@@ -40,7 +41,7 @@ from trainer.datasets import DATASETS  # noqa: E402  (imports no TensorFlow)
 MNIST_MODELS = DATASETS["mnist"].models
 # `transfer` is mobilenet_v2 with another backbone: the same model unless one is named.
 FLOWERS_MODELS = tuple(m for m in DATASETS["flowers"].models if m != "transfer")
-VARIANTS = ("pipeline", "bare", "memory", "jit", "spe")
+VARIANTS = ("pipeline", "toggled", "memory", "jit", "spe")
 
 
 # ---------------------------------------------------------------------------- data
@@ -164,14 +165,14 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     cfg = build_config(parse_flags(flags), {})
     data = load_data(cfg, DATASETS[cfg.dataset])
     pipeline = data.train_fn(tf.distribute.InputContext())
-    # The same input without the recipe's augmentation: what reading and batching cost alone.
-    bare_cfg = dataclasses.replace(cfg, augment=False)
-    bare = load_data(bare_cfg, DATASETS[cfg.dataset]).train_fn(tf.distribute.InputContext())
+    # The same input with the recipe's augmentation switched the other way.
+    toggled_cfg = dataclasses.replace(cfg, augment=not cfg.augment)
+    toggled = load_data(toggled_cfg, DATASETS[cfg.dataset]).train_fn(tf.distribute.InputContext())
     in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline))).repeat()
     plain = compiled_model(cfg, jit=False, steps_per_execution=1)
     runs = {
         "pipeline": (plain, pipeline),
-        "bare": (plain, bare),
+        "toggled": (plain, toggled),
         "memory": (plain, in_memory),
         "jit": (compiled_model(cfg, jit=True, steps_per_execution=1), pipeline),
         "spe": (compiled_model(cfg, False, args.steps_per_execution), pipeline),
@@ -182,23 +183,24 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     steps = timed_steps(plain, in_memory, skip, cfg.batch_size, args)
     wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    variants = VARIANTS if cfg.augment else tuple(v for v in VARIANTS if v != "bare")
     for turn in range(args.repeats):
         # Each repeat starts one variant later, so that no variant always runs first after
         # another model (cold caches) or last before one.
-        shift = turn % len(variants)
-        for name in variants[shift:] + variants[:shift]:
+        shift = turn % len(VARIANTS)
+        for name in VARIANTS[shift:] + VARIANTS[:shift]:
             model, dataset = runs[name]
             timer = steady_rate_callback(skip, cfg.batch_size)
             model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, callbacks=[timer], verbose=0)
             per_wall, per_cpu = timer.rates()
             wall[name].append(per_wall)
             cpu[name].append(per_cpu)
-    if not cfg.augment:  # the pipeline is the bare one
-        wall["bare"], cpu["bare"] = wall["pipeline"], cpu["pipeline"]
-    input_us = statistics.median(
-        input_cost(pipeline, skip, 4 * steps, cfg.batch_size) for _ in range(args.repeats)
-    )
+    augmented, unaugmented = ("pipeline", "toggled") if cfg.augment else ("toggled", "pipeline")
+    input_us = {
+        name: statistics.median(
+            input_cost(runs[name][1], skip, 4 * steps, cfg.batch_size) for _ in range(args.repeats)
+        )
+        for name in (augmented, unaugmented)
+    }
     rates = {name: statistics.median(values) for name, values in wall.items()}
     cpu_rates = {name: statistics.median(values) for name, values in cpu.items()}
 
@@ -214,15 +216,19 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
         "rates": rates,
         "cpu_rates": cpu_rates,
         # Next to 1e6 / cpu_rates["memory"], the model's own CPU microseconds per image.
-        "input_cpu_us_per_image": input_us,
+        "input_cpu_us_per_image": input_us["pipeline"],
+        "augmented_input_cpu_us_per_image": input_us[augmented],
+        "unaugmented_input_cpu_us_per_image": input_us[unaugmented],
         "model_cpu_us_per_image": 1e6 / cpu_rates["memory"],
         # Wall-clock ratios are what a job sees; on a machine shared with other work they
         # also carry its noise. Images per CPU second of this process barely feel it.
         "pipeline_vs_memory": paired("pipeline", "memory", wall),
         "pipeline_vs_memory_cpu": paired("pipeline", "memory", cpu),
         "augment": cfg.augment,
-        "bare_vs_memory": paired("bare", "memory", wall),
-        "bare_vs_memory_cpu": paired("bare", "memory", cpu),
+        "augmented_vs_memory": paired(augmented, "memory", wall),
+        "augmented_vs_memory_cpu": paired(augmented, "memory", cpu),
+        "unaugmented_vs_memory": paired(unaugmented, "memory", wall),
+        "unaugmented_vs_memory_cpu": paired(unaugmented, "memory", cpu),
         "jit_vs_plain": paired("jit", "pipeline", wall),
         "jit_vs_plain_cpu": paired("jit", "pipeline", cpu),
         "spe_vs_plain": paired("spe", "pipeline", wall),
@@ -276,24 +282,29 @@ def time_to_first_step(flags: list[str], folder: str) -> float:
 
 def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
     """Wall-clock figures, then the same ratios in images per CPU second, then the CPU time
-    per image of the input alone against the model's: the input's share of the work, which
-    a shared machine's noise barely moves (the wall-clock ratios swing by 0.1 here)."""
+    per image of the input alone (with and without augmentation) against the model's, and
+    the recipe's input as a share of the model: the input's part of the work, which a shared
+    machine's noise barely moves (the wall-clock ratios swing by 0.1 here). pipe/mem is the
+    recipe's pipeline, which is aug/mem or unaug/mem as the recipe augments or not."""
     print(
-        f"\n{'model':<15}{'batch':>6}{'size':>6}{'pipeline img/s':>16}{'memory img/s':>14}"
-        f"{'pipe/mem':>10}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}{'1st step s':>12}"
-        f"{'| cpu: pipe/mem':>16}{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}"
-        f"{'input us/img':>14}{'model us/img':>14}{'input/model':>13}"
+        f"\n{'model':<15}{'batch':>6}{'size':>6}{'aug':>5}{'pipeline img/s':>16}"
+        f"{'memory img/s':>14}{'pipe/mem':>10}{'aug/mem':>9}{'unaug/mem':>11}{'jit/plain':>11}"
+        f"{f'spe{spe}/1':>10}{'1st step s':>12}{'| cpu: pipe/mem':>16}{'aug/mem':>9}"
+        f"{'unaug/mem':>11}{'jit/plain':>11}{f'spe{spe}/1':>10}{'input us/img aug':>18}"
+        f"{'unaug':>7}{'model us/img':>14}{'input/model':>13}"
     )
     for model, r in results.items():
         rates = r["rates"]
         print(
-            f"{model:<15}{r['batch']:>6}{r['image_size']:>6}{rates['pipeline']:>16.0f}"
-            f"{rates['memory']:>14.0f}{r['pipeline_vs_memory']:>10.3f}"
-            f"{r['bare_vs_memory']:>11.3f}{r['jit_vs_plain']:>11.2f}"
-            f"{r['spe_vs_plain']:>10.2f}{r.get('first_step_s', float('nan')):>12.1f}"
-            f"{r['pipeline_vs_memory_cpu']:>16.3f}{r['bare_vs_memory_cpu']:>11.3f}"
-            f"{r['jit_vs_plain_cpu']:>11.2f}"
-            f"{r['spe_vs_plain_cpu']:>10.2f}{r['input_cpu_us_per_image']:>14.1f}"
+            f"{model:<15}{r['batch']:>6}{r['image_size']:>6}{'yes' if r['augment'] else 'no':>5}"
+            f"{rates['pipeline']:>16.0f}{rates['memory']:>14.0f}{r['pipeline_vs_memory']:>10.3f}"
+            f"{r['augmented_vs_memory']:>9.3f}{r['unaugmented_vs_memory']:>11.3f}"
+            f"{r['jit_vs_plain']:>11.2f}{r['spe_vs_plain']:>10.2f}"
+            f"{r.get('first_step_s', float('nan')):>12.1f}{r['pipeline_vs_memory_cpu']:>16.3f}"
+            f"{r['augmented_vs_memory_cpu']:>9.3f}{r['unaugmented_vs_memory_cpu']:>11.3f}"
+            f"{r['jit_vs_plain_cpu']:>11.2f}{r['spe_vs_plain_cpu']:>10.2f}"
+            f"{r['augmented_input_cpu_us_per_image']:>18.1f}"
+            f"{r['unaugmented_input_cpu_us_per_image']:>7.1f}"
             f"{r['model_cpu_us_per_image']:>14.1f}"
             f"{r['input_cpu_us_per_image'] / r['model_cpu_us_per_image']:>13.1%}"
         )

@@ -49,6 +49,18 @@ def test_dash_style_flags_and_recipe_defaults(mnist_dir: str) -> None:
     assert flowers.model == "convnet" and flowers.train_files == ("a.tfrec", "b.tfrec")
 
 
+def test_model_recipes_refine_the_dataset_recipe_and_flags_still_win(mnist_dir: str) -> None:
+    def augment(*flags: str) -> bool:
+        return make_config(["--data-dir", mnist_dir, *flags]).augment
+
+    assert augment() is True  # bn_conv: the MNIST recipe's shifts and turns
+    assert augment("--model", "conv") is True
+    assert augment("--model", "dense") is False  # the dense models learn better without
+    assert augment("--model", "softmax") is False
+    assert augment("--model", "dense", "--augment") is True
+    assert make_config(["--data-dir", mnist_dir, "--model", "dense"]).lr_decay == 0.666
+
+
 def test_output_dirs_follow_vertex_then_job_dir_then_local(mnist_dir: str) -> None:
     env = {
         "AIP_MODEL_DIR": "gs://b/run/model/",
