@@ -53,8 +53,8 @@ MODEL_RECIPES: dict[str, dict[str, Any]] = {
     # the same strokes elsewhere. Within the recipe's epochs shifts and turns only slowed
     # dense down (bench/mnist_recipe.py, 1,297 real digits, 3 seeds: a median 0.74 held out
     # with them and 0.81 without, after 20 epochs; 0.74 and 0.76 after 6). On a CPU they
-    # cost 15 microseconds per image beside steps of 22 (softmax) and 79 (dense) on the same
-    # cores (bench/train_throughput.py). --augment to try.
+    # cost 10-14 microseconds per image beside steps of 17-18 (softmax) and 72-79 (dense) on
+    # the same cores (bench/train_throughput.py). --augment to try.
     "softmax": {"augment": False},
     "dense": {"augment": False},
     # The codelab's squeezenets used momentum 0.9. With 0.99 the moving statistics trail the
