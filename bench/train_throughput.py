@@ -8,12 +8,12 @@ as a ratio to the plain run, and the CPU cost per image of the input pipeline al
 the model's. The pipeline also runs with the recipe's augmentation switched the other way,
 so that every model shows both: aug/mem (the pipeline with --augment) and unaug/mem (what
 reading and batching cost alone); augmentation runs on the same CPU cores as the model
-here. Variants take turns within every repeat, each repeat
-starting one variant later; each rate is the median over repeats of the steady-state rate
-(the first steps of every fit call, where tracing and pipeline start-up happen, are not
-timed), and each ratio the median over repeats of the ratio within a repeat. Fast models
-run more steps, so that every timed stretch lasts --min-seconds. Last, the time from
-process start to the end of the first training step of a real `trainer.task` process, per model.
+here. Variants take turns within every repeat, each repeat starting one variant later; each
+rate is the median over repeats of the steady-state rate (the first steps of every fit call,
+where tracing and pipeline start-up happen, are not timed), and each ratio the median over
+repeats of the ratio within a repeat. Fast models run more steps, so that every timed
+stretch lasts --min-seconds. Last, the time from process start to the end of the first
+training step of a real `trainer.task` process, per model.
 
     nice -n 10 .venv/bin/python bench/train_throughput.py
     nice -n 10 .venv/bin/python bench/train_throughput.py --models bn_conv squeezenet --steps 30
@@ -284,7 +284,7 @@ def print_table(results: dict[str, dict[str, Any]], spe: int) -> None:
     """Wall-clock figures, then the same ratios in images per CPU second, then the CPU time
     per image of the input alone (with and without augmentation) against the model's, and
     the recipe's input as a share of the model: the input's part of the work, which a shared
-    machine's noise barely moves (the wall-clock ratios swing by 0.1 here). pipe/mem is the
+    machine's noise barely moves (the ratios swing by up to 0.17 here). pipe/mem is the
     recipe's pipeline, which is aug/mem or unaug/mem as the recipe augments or not."""
     print(
         f"\n{'model':<15}{'batch':>6}{'size':>6}{'aug':>5}{'pipeline img/s':>16}"

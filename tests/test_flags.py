@@ -55,7 +55,7 @@ def test_model_recipes_refine_the_dataset_recipe_and_flags_still_win(mnist_dir: 
 
     assert augment() is True  # bn_conv: the MNIST recipe's shifts and turns
     assert augment("--model", "conv") is True
-    assert augment("--model", "dense") is False  # the dense models learn better without
+    assert augment("--model", "dense") is False  # the dense models: trainer/recipes.py
     assert augment("--model", "softmax") is False
     assert augment("--model", "dense", "--augment") is True
     assert make_config(["--data-dir", mnist_dir, "--model", "dense"]).lr_decay == 0.666

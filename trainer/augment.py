@@ -4,7 +4,7 @@ Images come a batch at a time, float32 [batch, height, width, channels] with val
 and every image gets its own random draw. Working on whole batches makes one op per batch
 instead of one per image, and every op here compiles with XLA: `augment_batch` runs each
 augmentation as one compiled pass over the batch. On a CPU host the flowers augmentation
-costs 0.13-0.18 of the CPU time of TensorFlow's own image ops applied image by image, and
+costs 0.13-0.19 of the CPU time of TensorFlow's own image ops applied image by image, and
 the digits' bilinear resampling 0.78 of TensorFlow's transform op, which unlike it does not
 compile for TPUs (bench/augment_cost.py).
 """
@@ -46,7 +46,8 @@ def scale_saturation(images: Any, factor: Any) -> Any:
     With value = max and saturation = (max - min) / max, moving every channel c to
     max - f * (max - c) keeps max and each (c - min) / (max - min), hence hue and value, and
     multiplies saturation by f; f is capped at max / (max - min), where saturation reaches 1.
-    Works on 0-255 as on 0-1 images. The channels are taken apart into three planes first:
+    Works on 0-255 as on 0-1 images; factor has a 1 where images have their channels (one
+    factor per image: [n, 1, 1, 1]). The channels are taken apart into three planes first:
     XLA's CPU code vectorises element-wise work along whole planes, not across the three
     values of one pixel.
     """
