@@ -22,11 +22,11 @@ import math
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(BENCH), BENCH]  # the package, and train_throughput beside this
 
 
 def tf_flowers(images: Any) -> Any:
@@ -63,23 +63,15 @@ def tf_digits(images: Any) -> Any:
 def cpu_us_per_image(augment: Callable[[Any], Any], shape: tuple[int, ...], batches: int) -> float:
     """CPU microseconds per image of a parallel tf.data map of augment over uint8 batches."""
     import numpy as np
+    from train_throughput import input_cost
 
     from trainer.keras_api import tf
 
     pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     ds = tf.data.Dataset.from_tensors(pixels).repeat()
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-    @tf.function
-    def take(iterator: Any, count: Any) -> None:
-        for _ in tf.range(count):
-            iterator.get_next()
-
-    iterator = iter(ds)
-    take(iterator, tf.constant(4))  # tracing, compiling, the map's threads starting
-    started = time.process_time()
-    take(iterator, tf.constant(batches))
-    return (time.process_time() - started) / (batches * shape[0]) * 1e6
+    # The first batches trace, compile and start the map's threads: not timed.
+    return input_cost(ds, skip=4, steps=batches, batch_size=shape[0])
 
 
 def main() -> None:

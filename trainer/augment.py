@@ -4,7 +4,7 @@ Images come a batch at a time, float32 [batch, height, width, channels] with val
 and every image gets its own random draw. Working on whole batches makes one op per batch
 instead of one per image, and every op here compiles with XLA: `augment_batch` runs each
 augmentation as one compiled pass over the batch. On a CPU host the flowers augmentation
-costs 0.13-0.19 of the CPU time of TensorFlow's own image ops applied image by image, and
+costs 0.13-0.23 of the CPU time of TensorFlow's own image ops applied image by image, and
 the digits' bilinear resampling 0.78 of TensorFlow's transform op, which unlike it does not
 compile for TPUs (bench/augment_cost.py).
 """
