@@ -5,7 +5,7 @@ and every image gets its own random draw. Working on whole batches makes one op 
 instead of one per image, and every op here compiles with XLA: `augment_batch` runs each
 augmentation as one compiled pass over the batch. On a CPU host the flowers augmentation
 costs 0.13-0.23 of the CPU time of TensorFlow's own image ops applied image by image, and
-the digits' bilinear resampling 0.78 of TensorFlow's transform op, which unlike it does not
+the digits' bilinear resampling 0.78-0.80 of TensorFlow's transform op, which unlike it does not
 compile for TPUs (bench/augment_cost.py).
 """
 
