@@ -18,7 +18,6 @@ median of the ratios within a round.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -42,18 +41,13 @@ def tf_flowers(images: Any) -> Any:
 
 def tf_digits(images: Any) -> Any:
     """The same random turns and shifts as ours, through ImageProjectiveTransformV3."""
-    from trainer.augment import MAX_ROTATION_DEGREES, MAX_SHIFT_PIXELS, rotation_shift_transforms
+    from trainer.augment import random_turns_and_shifts
     from trainer.keras_api import tf
 
-    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
-    limit = math.radians(MAX_ROTATION_DEGREES)
-    angle = tf.random.uniform([count], -limit, limit)
-    dx = tf.random.uniform([count], -MAX_SHIFT_PIXELS, MAX_SHIFT_PIXELS)
-    dy = tf.random.uniform([count], -MAX_SHIFT_PIXELS, MAX_SHIFT_PIXELS)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(images, tf.float32),
-        transforms=rotation_shift_transforms(angle, dx, dy, height, width),
-        output_shape=[height, width],
+        transforms=random_turns_and_shifts(images),
+        output_shape=[images.shape[1], images.shape[2]],
         fill_value=0.0,
         interpolation="BILINEAR",
         fill_mode="CONSTANT",

@@ -109,18 +109,28 @@ def sample_bilinear(images: Any, transforms: Any) -> Any:
     return upper * (1 - down) + lower * down
 
 
+def random_turns_and_shifts(
+    images: Any,
+    max_degrees: float = MAX_ROTATION_DEGREES,
+    max_shift: float = MAX_SHIFT_PIXELS,
+) -> Any:
+    """Projective transforms [n, 8], one per image: a turn of up to max_degrees and a move
+    of up to max_shift pixels each way, drawn uniformly."""
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    limit = math.radians(max_degrees)
+    angle = tf.random.uniform([count], -limit, limit)
+    dx = tf.random.uniform([count], -max_shift, max_shift)
+    dy = tf.random.uniform([count], -max_shift, max_shift)
+    return rotation_shift_transforms(angle, dx, dy, height, width)
+
+
 def shift_and_rotate(
     images: Any,
     max_degrees: float = MAX_ROTATION_DEGREES,
     max_shift: float = MAX_SHIFT_PIXELS,
 ) -> Any:
     """Turn each image by up to max_degrees and move it up to max_shift pixels each way."""
-    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
-    limit = math.radians(max_degrees)
-    angle = tf.random.uniform([count], -limit, limit)
-    dx = tf.random.uniform([count], -max_shift, max_shift)
-    dy = tf.random.uniform([count], -max_shift, max_shift)
-    moved = sample_bilinear(images, rotation_shift_transforms(angle, dx, dy, height, width))
+    moved = sample_bilinear(images, random_turns_and_shifts(images, max_degrees, max_shift))
     return tf.ensure_shape(moved, images.shape)
 
 
