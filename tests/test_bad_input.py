@@ -107,23 +107,33 @@ def test_corrupted_record_crc_names_the_file_and_record(shards, tmp_path, capsys
     ],
     ids=["undecodable-jpeg", "label-outside-classes", "wrong-schema"],
 )
+# In memory, the first epoch decodes every record, one by one. Streaming decodes a batch of
+# records at a time, and only the records it draws: with a shuffle buffer of 1 they come in
+# the order the files give them, and the bad one, fourth in its file, in the first epoch.
+@pytest.mark.parametrize(
+    "input_flags",
+    [["--cache", "auto"], ["--cache", "none", "--shuffle-buffer", "1"]],
+    ids=["in-memory", "streaming"],
+)
 def test_bad_record_in_a_later_file_names_file_and_record(
-    shards, tmp_path, capsys, bad_record: bytes, needle: str
+    shards, tmp_path, capsys, bad_record: bytes, needle: str, input_flags: list[str]
 ) -> None:
     records = _good_records(8, 900)
     records[3] = bad_record
     write_tfrecord(shards[-1], records)
-    code, line = _run(_flowers(shards), tmp_path, capsys)
+    code, line = _run([*_flowers(shards), *input_flags], tmp_path, capsys)
     assert code == 1 and shards[-1] in line and needle in line
 
 
-def test_skip_bad_records_trains_past_a_bad_image(shards, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("cache", ["auto", "none"], ids=["in-memory", "streaming"])
+def test_skip_bad_records_trains_past_a_bad_image(shards, tmp_path, capsys, cache: str) -> None:
     records = _good_records(8, 900)
     records[3] = flowers_example(b"not a jpeg at all", 1, FLOWER_CLASSES, (SIZE, SIZE))
     write_tfrecord(shards[-1], records)
     code = main(
         _flowers(shards)
-        + ["--skip-bad-records", "--job-dir", str(tmp_path / "out"), "--epochs", "1"]
+        + ["--skip-bad-records", "--cache", cache]
+        + ["--job-dir", str(tmp_path / "out"), "--epochs", "1"]
         + ["--batch-size", "4", "--cpu", "--steps-per-epoch", "3"]
     )
     assert code == 0

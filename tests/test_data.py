@@ -146,6 +146,35 @@ def test_streaming_training_reads_every_record_once_per_epoch(flowers_dir: str) 
     assert next(iter(ds))[0].dtype == tf.uint8
 
 
+@pytest.mark.parametrize("schema", ["tfrecords-jpeg-192x192-2", "tfrecords-jpeg-192x192", "mnist"])
+def test_streaming_batches_decode_the_records_one_by_one_would(tmp_path, schema: str) -> None:
+    # Streaming decodes a batch of records per call; with --skip-bad-records it decodes them
+    # one by one (so that a bad one goes alone). Both must give the same images and labels.
+    if schema == "mnist":
+        from trainer.records import mnist_example, write_tfrecord
+
+        rng = np.random.default_rng(3)
+        paths = [str(tmp_path / f"mnist-{i}.tfrec") for i in range(3)]
+        for i, path in enumerate(paths):
+            pixels = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+            write_tfrecord(path, [mnist_example(p, (i + j) % 10) for j, p in enumerate(pixels)])
+        flags = ["--dataset", "mnist"]
+    else:
+        paths = write_flower_shards(str(tmp_path), 24, 3, size=40, seed=6, schema=schema)
+        flags = ["--dataset", "flowers", "--image-size", "32"]  # resized as they decode
+    flags += ["--train-files", ",".join(paths), "--eval-files", paths[0], "--cache", "none"]
+    flags += ["--batch-size", "8", "--shuffle-buffer", "1", "--augment=false"]
+    batched, one_by_one = (
+        load_data(make_config(flags + extra), DATASETS[flags[1]]).train_fn(
+            tf.distribute.InputContext()
+        )
+        for extra in ([], ["--skip-bad-records"])
+    )
+    assert batched.element_spec == one_by_one.element_spec
+    ids = [set(r for batch in _record_ids(ds, 9) for r in batch) for ds in (batched, one_by_one)]
+    assert ids[0] == ids[1] and len(ids[0]) == 24  # three epochs: every record, alike
+
+
 def test_older_schema_and_larger_images_load_resized(tmp_path) -> None:
     paths = write_flower_shards(
         str(tmp_path), 12, 3, size=96, seed=5, schema="tfrecords-jpeg-192x192"
