@@ -8,15 +8,20 @@ as a ratio to the plain run, and the CPU cost per image of the input pipeline al
 the model's. The pipeline also runs with the recipe's augmentation switched the other way,
 so that every model shows both: aug/mem (the pipeline with --augment) and unaug/mem (what
 reading and batching cost alone); augmentation runs on the same CPU cores as the model
-here. Variants take turns within every repeat, each repeat starting one variant later; each
-rate is the median over repeats of the steady-state rate (the first steps of every fit call,
-where tracing and pipeline start-up happen, are not timed), and each ratio the median over
-repeats of the ratio within a repeat. Fast models run more steps, so that every timed
-stretch lasts --min-seconds. Last, the time from process start to the end of the first
-training step of a real `trainer.task` process, per model.
+here. Variants take turns within every repeat, each repeat starting one variant later, and
+every variant's fit call sits between two fed from memory: its ratio to memory in a repeat
+is its rate over the mean of those two, so that a slow spell or a drift of the shared
+machine moves both sides of the ratio. Each rate is the median over repeats of the
+steady-state rate (the first steps of every fit call, where tracing and pipeline start-up
+happen, are not timed), and each ratio the median over repeats of the ratio within a
+repeat. Fast models run more steps, so that every timed stretch lasts --min-seconds.
+--variants picks what runs against memory (the pipeline always does), to spend a run's time
+on more repeats of fewer variants. Last, the time from process start to the end of the
+first training step of a real `trainer.task` process, per model.
 
     nice -n 10 .venv/bin/python bench/train_throughput.py
     nice -n 10 .venv/bin/python bench/train_throughput.py --models bn_conv squeezenet --steps 30
+    nice -n 10 .venv/bin/python bench/train_throughput.py --models squeezenet --variants pipeline
 """
 
 from __future__ import annotations
@@ -153,7 +158,8 @@ def timed_steps(model: Any, data: Any, skip: int, batch_size: int, args: Any) ->
 
 
 def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Median steady-state images/s of each variant, variants taking turns per repeat."""
+    """Median steady-state images/s of each variant and their ratios (NaN: not run),
+    variants taking turns per repeat, each between two runs fed from memory."""
     from trainer.config import build_config
     from trainer.data import load_data
     from trainer.datasets import DATASETS
@@ -181,33 +187,57 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
     if skip % args.steps_per_execution:
         skip += args.steps_per_execution - skip % args.steps_per_execution
     steps = timed_steps(plain, in_memory, skip, cfg.batch_size, args)
+
     wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+
+    def fit(name: str) -> tuple[float, float]:
+        """Images per wall second and per CPU second of one timed fit call, also noted."""
+        model, dataset = runs[name]
+        timer = steady_rate_callback(skip, cfg.batch_size)
+        model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, callbacks=[timer], verbose=0)
+        per_wall, per_cpu = timer.rates()
+        wall[name].append(per_wall)
+        cpu[name].append(per_cpu)
+        return per_wall, per_cpu
+
+    measured = ["pipeline", *(v for v in args.variants if v not in ("pipeline", "memory"))]
+    # Every variant runs between two runs fed from memory and is measured against their
+    # mean: a slow spell of the machine or a drift then moves both sides of its ratio.
+    against_memory: dict[str, list[tuple[float, float]]] = {name: [] for name in measured}
+    before = fit("memory")
     for turn in range(args.repeats):
         # Each repeat starts one variant later, so that no variant always runs first after
         # another model (cold caches) or last before one.
-        shift = turn % len(VARIANTS)
-        for name in VARIANTS[shift:] + VARIANTS[:shift]:
-            model, dataset = runs[name]
-            timer = steady_rate_callback(skip, cfg.batch_size)
-            model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, callbacks=[timer], verbose=0)
-            per_wall, per_cpu = timer.rates()
-            wall[name].append(per_wall)
-            cpu[name].append(per_cpu)
+        shift = turn % len(measured)
+        for name in measured[shift:] + measured[:shift]:
+            rate = fit(name)
+            after = fit("memory")
+            against_memory[name].append(
+                (2 * rate[0] / (before[0] + after[0]), 2 * rate[1] / (before[1] + after[1]))
+            )
+            before = after
     augmented, unaugmented = ("pipeline", "toggled") if cfg.augment else ("toggled", "pipeline")
     input_us = {
         name: statistics.median(
             input_cost(runs[name][1], skip, 4 * steps, cfg.batch_size) for _ in range(args.repeats)
         )
+        if name in measured
+        else math.nan
         for name in (augmented, unaugmented)
     }
-    rates = {name: statistics.median(values) for name, values in wall.items()}
-    cpu_rates = {name: statistics.median(values) for name, values in cpu.items()}
+    rates = {name: statistics.median(v) if v else math.nan for name, v in wall.items()}
+    cpu_rates = {name: statistics.median(v) if v else math.nan for name, v in cpu.items()}
 
-    def paired(name: str, base: str, rates: dict[str, list[float]]) -> float:
-        """Median over repeats of name/base, both measured in the same repeat: a slow spell
-        of the machine then slows both sides of a ratio instead of one."""
-        return statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
+    def ratio(name: str, base: str, clock: int) -> float:
+        """Median over repeats of name/base, each measured against the memory runs on
+        either side of it in the same repeat (clock 0: wall, 1: CPU); NaN if not run."""
+        if name not in against_memory or (base != "memory" and base not in against_memory):
+            return math.nan
+        if base == "memory":
+            return statistics.median(r[clock] for r in against_memory[name])
+        pairs = zip(against_memory[name], against_memory[base], strict=True)
+        return statistics.median(a[clock] / b[clock] for a, b in pairs)
 
     return {
         "batch": cfg.batch_size,
@@ -222,17 +252,19 @@ def measure_model(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
         "model_cpu_us_per_image": 1e6 / cpu_rates["memory"],
         # Wall-clock ratios are what a job sees; on a machine shared with other work they
         # also carry its noise. Images per CPU second of this process barely feel it.
-        "pipeline_vs_memory": paired("pipeline", "memory", wall),
-        "pipeline_vs_memory_cpu": paired("pipeline", "memory", cpu),
+        "pipeline_vs_memory": ratio("pipeline", "memory", 0),
+        "pipeline_vs_memory_cpu": ratio("pipeline", "memory", 1),
+        # What the median is taken of: how much single repeats swing on this machine.
+        "pipeline_vs_memory_repeats": [round(r[0], 3) for r in against_memory["pipeline"]],
         "augment": cfg.augment,
-        "augmented_vs_memory": paired(augmented, "memory", wall),
-        "augmented_vs_memory_cpu": paired(augmented, "memory", cpu),
-        "unaugmented_vs_memory": paired(unaugmented, "memory", wall),
-        "unaugmented_vs_memory_cpu": paired(unaugmented, "memory", cpu),
-        "jit_vs_plain": paired("jit", "pipeline", wall),
-        "jit_vs_plain_cpu": paired("jit", "pipeline", cpu),
-        "spe_vs_plain": paired("spe", "pipeline", wall),
-        "spe_vs_plain_cpu": paired("spe", "pipeline", cpu),
+        "augmented_vs_memory": ratio(augmented, "memory", 0),
+        "augmented_vs_memory_cpu": ratio(augmented, "memory", 1),
+        "unaugmented_vs_memory": ratio(unaugmented, "memory", 0),
+        "unaugmented_vs_memory_cpu": ratio(unaugmented, "memory", 1),
+        "jit_vs_plain": ratio("jit", "pipeline", 0),
+        "jit_vs_plain_cpu": ratio("jit", "pipeline", 1),
+        "spe_vs_plain": ratio("spe", "pipeline", 0),
+        "spe_vs_plain_cpu": ratio("spe", "pipeline", 1),
     }
 
 
@@ -319,6 +351,13 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=1.0, help="least time timed")
     parser.add_argument("--repeats", type=int, default=5, help="turns of every variant")
     parser.add_argument("--steps-per-execution", type=int, default=8)
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=[v for v in VARIANTS if v != "memory"],
+        default=[v for v in VARIANTS if v != "memory"],
+        help="what runs against memory (all; pipeline always does)",
+    )
     parser.add_argument("--no-first-step", action="store_true", help="skip process start-up")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
