@@ -199,11 +199,15 @@ def _records(
         # tenth of the decoded images, and each image goes from the decoder straight into its
         # batch while still in the CPU cache (bench/input_pipeline.py).
         ds = ds.shuffle(shuffle_buffer, seed=cfg.seed)
-    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": not training}
     if batch and not cfg.skip_bad_records:
+        # Batches leave in the order their records were drawn: batches of the same size gain
+        # nothing measurable from overtaking each other, and with as many in flight as there
+        # are threads, one would lag behind by epochs of a small dataset.
         ds = ds.batch(batch, drop_remainder=True)
-        return ds.map(batch_decoder(spec, schema, cfg.image_size), **parallel)
-    ds = ds.map(record_decoder(spec, schema, cfg.image_size), **parallel)
+        decode_batch = batch_decoder(spec, schema, cfg.image_size)
+        return ds.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+    decode = record_decoder(spec, schema, cfg.image_size)
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training)
     # Corrupt records, undecodable images and bad labels are skipped one by one, each logged
     # by tf.data (a bad record in a batch decoded at once would take its batch with it).
     ds = ds.ignore_errors(log_warning=True) if cfg.skip_bad_records else ds
