@@ -107,14 +107,23 @@ def _checked_label(label: Any, num_classes: int) -> Any:
         return tf.identity(label)
 
 
+def decoded_shape(spec: DatasetSpec, schema: str, image_size: int) -> tuple[int, int, int]:
+    """The shape of a decoded image: MNIST records hold raw pixels of the dataset's own
+    size; encoded images are decoded to image_size squares."""
+    if schema == SCHEMA_MNIST:
+        return spec.image_shape
+    return (image_size, image_size, spec.channels)
+
+
 def record_decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[Any], Any]:
-    """Serialized record -> (uint8 image [size, size, channels], checked int32 label)."""
+    """Serialized record -> (uint8 image of decoded_shape, checked int32 label)."""
     parse = record_parser(schema, spec.num_classes)
+    shape = decoded_shape(spec, schema, image_size)
 
     def decode(record: Any) -> tuple[Any, Any]:
         image, label = parse(record)
         if schema == SCHEMA_MNIST:
-            pixels = tf.reshape(tf.io.decode_raw(image, tf.uint8), spec.image_shape)
+            pixels = tf.reshape(tf.io.decode_raw(image, tf.uint8), shape)
         else:
             pixels = decode_to_square(image, image_size, spec.channels)
         return pixels, _checked_label(label, spec.num_classes)
@@ -135,8 +144,8 @@ def batch_decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[
     on its own thread, keep the cores busy (more iterations at once ran slower).
     """
     decode = record_decoder(spec, schema, image_size)
-    side = spec.image_shape if schema == SCHEMA_MNIST else (image_size, image_size, spec.channels)
-    signature = (tf.TensorSpec(side, tf.uint8), tf.TensorSpec([], tf.int32))
+    image = tf.TensorSpec(decoded_shape(spec, schema, image_size), tf.uint8)
+    signature = (image, tf.TensorSpec([], tf.int32))
 
     def decode_batch(records: Any) -> tuple[Any, Any]:
         return tf.map_fn(decode, records, fn_output_signature=signature, parallel_iterations=1)
