@@ -137,11 +137,10 @@ def batch_decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[
 
     tf.data hands every element from stage to stage across threads; decoding a batch per
     call instead of a record per call saves that for all but one element in each batch. On
-    2 cores, side by side with the same input decoding a record per call, that took our
-    streaming input from 0.75-0.86 to 0.83-1.01 of the JPEG decode limit in three runs; the
-    cost was the parallel interleave's handing on of every record, not parsing or checking
-    them. The records of a batch are decoded one after the other: batches in flight, each
-    on its own thread, keep the cores busy (more iterations at once ran slower).
+    2 cores, side by side (bench/input_stages.py, two runs), the same input reached 0.74-0.87
+    of the JPEG decode limit decoding a record per call and 0.87-0.91 a batch per call. The
+    records of a batch are decoded one after the other: batches in flight, each on its own
+    thread, keep the cores busy.
     """
     decode = record_decoder(spec, schema, image_size)
     image = tf.TensorSpec(decoded_shape(spec, schema, image_size), tf.uint8)
@@ -210,8 +209,8 @@ def _records(
         ds = ds.shuffle(shuffle_buffer, seed=cfg.seed)
     if batch and not cfg.skip_bad_records:
         # Batches leave in the order their records were drawn: batches of the same size gain
-        # nothing measurable from overtaking each other, and with as many in flight as there
-        # are threads, one would lag behind by epochs of a small dataset.
+        # little from overtaking each other (bench/input_stages.py), and with as many in
+        # flight as there are threads, one would lag behind by epochs of a small dataset.
         ds = ds.batch(batch, drop_remainder=True)
         decode_batch = batch_decoder(spec, schema, cfg.image_size)
         return ds.map(decode_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
