@@ -10,14 +10,18 @@ Three ways to turn the same 192x192 JPEG shards into batches, images/s each:
                 follows, for its cost)
 first from local files (ratios to the decode limit), then through the emulated Cloud Storage
 bucket of tests/gcs_emulator.py, as it is and with latency added to every request (ratios to
-the same pipeline's local rate). Last, the CPU time that reading the shards from gs:// (no
-decoding) costs a fresh process per epoch, with TensorFlow's default 64 MB read blocks and
-with the 4 MB the trainer sets (trainer/keras_api.py): the reader zeroes one block per file
-opened, which was most of what gs:// cost before; next to them, the CPU time the emulated
-bucket itself (fake-gcs-server and its TLS proxy) spent serving those reads, on the same
-cores as the pipeline here, where a real bucket's work runs on Google's machines. Rates are
-steady-state: the first batches of each pass (start-up, our shuffle buffer filling) are not
-timed. Every round measures every variant in turn, and each figure is the median over rounds.
+the same pipeline's local rate). Next to each rate, the CPU time per image of the bench's
+process (all its threads) and, through the bucket, of the bucket's own processes; from them,
+the rate that the cores alone allow ours from gs://, as a fraction of its local rate: on
+this machine the bucket's work runs on the pipeline's cores. Last, the CPU time that
+reading the shards from gs:// (no decoding) costs a fresh process per epoch, with
+TensorFlow's default 64 MB read blocks and with the 4 MB the trainer sets
+(trainer/keras_api.py): the reader zeroes one block per file opened, which was most of what
+gs:// cost before; next to them, the CPU time the emulated bucket itself (fake-gcs-server
+and its TLS proxy) spent serving those reads, on the same cores as the pipeline here, where
+a real bucket's work runs on Google's machines. Rates are steady-state: the first batches
+of each pass (start-up, our shuffle buffer filling) are not timed. Every round measures
+every variant in turn, and each figure is the median over rounds.
 
     nice -n 10 .venv/bin/python bench/input_pipeline.py
     nice -n 10 .venv/bin/python bench/input_pipeline.py --images 4096 --rounds 5 --latency-ms 50
@@ -26,6 +30,7 @@ timed. Every round measures every variant in turn, and each figure is the median
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -102,16 +107,32 @@ def ours(files: list[str], batch: int, augment: bool = False) -> Any:
     return load_data(cfg, DATASETS["flowers"]).train_fn(tf.distribute.InputContext())
 
 
-def images_per_second(ds: Any, batch: int, warmup_images: int, timed_images: int) -> float:
-    """Steady-state rate: warmup_images pulled untimed, then timed_images timed."""
+@dataclasses.dataclass
+class Rate:
+    """One measurement: images/s, and the CPU time per image of this process (all its
+    threads) and of the emulated bucket (its two processes), both ms over the timed stretch."""
+
+    images_per_s: float
+    cpu_ms: float
+    bucket_cpu_ms: float
+
+
+def images_per_second(
+    ds: Any, batch: int, warmup_images: int, timed_images: int, emulator: Any = None
+) -> Rate:
+    """Steady-state Rate: warmup_images pulled untimed, then timed_images timed."""
     it = iter(ds)
     for _ in range(-(-warmup_images // batch)):
         next(it)
     batches = max(1, timed_images // batch)
-    start = time.perf_counter()
+    bucket = emulator.cpu_seconds() if emulator is not None else 0.0
+    cpu, start = time.process_time(), time.perf_counter()
     for _ in range(batches):
         next(it)
-    return batches * batch / (time.perf_counter() - start)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    bucket = emulator.cpu_seconds() - bucket if emulator is not None else 0.0
+    images = batches * batch
+    return Rate(images / seconds, 1000 * cpu / images, 1000 * bucket / images)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -134,16 +155,23 @@ Variant = tuple[Callable[[], Any], int, float | None]  # build, warm-up images, 
 
 def measure(
     variants: dict[str, Variant], args: argparse.Namespace, emulator: Any
-) -> dict[str, list[float]]:
-    """images/s of every variant in every round; variants take turns within a round."""
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+) -> dict[str, list[Rate]]:
+    """A Rate of every variant in every round; variants take turns within a round."""
+    rates: dict[str, list[Rate]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
         for name, (build, warmup, latency_s) in variants.items():
-            if latency_s is not None:
+            remote = latency_s is not None
+            if remote:
                 emulator.set_faults(emulator_faults(latency_s))
-            rate = images_per_second(build(), args.batch_size, warmup, args.timed)
+            rate = images_per_second(
+                build(), args.batch_size, warmup, args.timed, emulator if remote else None
+            )
             rates[name].append(rate)
-            print(f"round {round_ + 1}: {name:<22} {rate:6.0f} images/s", file=sys.stderr)
+            print(
+                f"round {round_ + 1}: {name:<22} {rate.images_per_s:6.0f} images/s, "
+                f"{rate.cpu_ms:.3f} + {rate.bucket_cpu_ms:.3f} CPU ms per image",
+                file=sys.stderr,
+            )
     return rates
 
 
@@ -215,7 +243,6 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
-    from trainer.keras_api import GCS_BLOCK_ENV
     from trainer.recipes import DATASET_RECIPES
 
     (tmp / "shards").mkdir()
@@ -247,28 +274,71 @@ def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
         f"median of {args.rounds} rounds, {os.cpu_count()} CPUs"
     )
     rounds = measure(variants, args, emulator)
-    rates = {name: statistics.median(r) for name, r in rounds.items()}
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in rounds[name])
 
     def ratio(name: str, base: str) -> float:
         """Median over rounds of name/base, both measured in the same round."""
-        return statistics.median(a / b for a, b in zip(rounds[name], rounds[base], strict=True))
+        pairs = zip(rounds[name], rounds[base], strict=True)
+        return statistics.median(a.images_per_s / b.images_per_s for a, b in pairs)
 
-    print("local files                      images/s  (median of per-round ratios)")
-    print(f"  {'decode limit (JPEGs in memory)':<30} {rates['decode limit']:6.0f}")
+    print("local files                      images/s  (median of per-round ratios)  CPU ms/image")
+    print(
+        f"  {'decode limit (JPEGs in memory)':<30} {median('decode limit', 'images_per_s'):6.0f}"
+        f"{'':29}{median('decode limit', 'cpu_ms'):6.3f}"
+    )
     for name in ("codelab", "ours", "ours + augment"):
         print(
-            f"  {name:<30} {rates[name]:6.0f}    {ratio(name, 'decode limit'):.2f} of decode limit"
+            f"  {name:<30} {median(name, 'images_per_s'):6.0f}    "
+            f"{ratio(name, 'decode limit'):.2f} of decode limit{'':8}{median(name, 'cpu_ms'):6.3f}"
         )
     if emulator is None:
         return
-    print(f"emulated gs:// bucket ({emulator.stats['requests']} requests)")
+    print(
+        f"emulated gs:// bucket ({emulator.stats['requests']} requests){'':29}"
+        "CPU ms/image: ours + the bucket's"
+    )
     latency = f"+{args.latency_ms:.0f} ms"
     for name in ("codelab", "ours"):
         for extra in ("+0 ms", latency):
             label = f"{name} gs:// {extra}"
-            print(f"  {label:<30} {rates[label]:6.0f}    {ratio(label, name):.2f} of local")
+            print(
+                f"  {label:<30} {median(label, 'images_per_s'):6.0f}    "
+                f"{ratio(label, name):.2f} of local{'':17}{median(label, 'cpu_ms'):6.3f} + "
+                f"{median(label, 'bucket_cpu_ms'):.3f}"
+            )
         cost = ratio(f"{name} gs:// {latency}", f"{name} gs:// +0 ms")
         print(f"  {'':<30} {'':6}    {cost:.2f}: {latency} against +0 ms")
+    print_cpu_bound(rounds, f"ours gs:// {latency}")
+    print_read_cpu(remote, emulator)
+
+
+def print_cpu_bound(rounds: dict[str, list[Rate]], remote: str) -> None:
+    """How far the cores alone let ours from gs:// go: a bucket on loopback runs on the same
+    cores as the pipeline, where a real one runs on Google's machines. At r images/s with c
+    CPU ms per image (ours and the bucket's), the cores are busy r * c / 1000 of the time,
+    so r is at most cores * 1000 / c; here as a fraction of ours' local rate in that round."""
+    cores = os.cpu_count() or 1
+
+    def busy(rate: Rate) -> float:
+        return rate.images_per_s * (rate.cpu_ms + rate.bucket_cpu_ms) / 1000
+
+    bounds = [
+        cores * 1000 / (gs.cpu_ms + gs.bucket_cpu_ms) / local.images_per_s
+        for local, gs in zip(rounds["ours"], rounds[remote], strict=True)
+    ]
+    print(
+        f"cores busy: ours {statistics.median(map(busy, rounds['ours'])):.2f} of {cores} "
+        f"locally, {statistics.median(map(busy, rounds[remote])):.2f} with the bucket "
+        f"({remote}); at the CPU per image measured, the cores allow ours at most "
+        f"{statistics.median(bounds):.2f} of its local rate"
+    )
+
+
+def print_read_cpu(remote: list[str], emulator: Any) -> None:
+    from trainer.keras_api import GCS_BLOCK_ENV
+
     default_mb, ours_mb = 64, int(os.environ[GCS_BLOCK_ENV])
     epochs = 4
     server_before = emulator.cpu_seconds()
@@ -276,7 +346,7 @@ def report(args: argparse.Namespace, tmp: Path, emulator: Any) -> None:
     # Each reading process also reads the shards once untimed, as it starts.
     server = (emulator.cpu_seconds() - server_before) / (2 * (epochs + 1))
     print(
-        f"CPU s per epoch to read the {args.shards} shards from gs:// (no decode): "
+        f"CPU s per epoch to read the {len(remote)} shards from gs:// (no decode): "
         f"{default_cpu:.2f} with TensorFlow's default {default_mb} MB read blocks, "
         f"{ours_cpu:.2f} with ours of {ours_mb} MB ({ours_cpu / default_cpu:.2f}); "
         f"the emulated bucket's own CPU s per epoch, on the same cores: {server:.2f}"
