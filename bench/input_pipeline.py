@@ -117,7 +117,7 @@ class Rate:
     bucket_cpu_ms: float
 
 
-def images_per_second(
+def steady_rate(
     ds: Any, batch: int, warmup_images: int, timed_images: int, emulator: Any = None
 ) -> Rate:
     """Steady-state Rate: warmup_images pulled untimed, then timed_images timed."""
@@ -163,7 +163,7 @@ def measure(
             remote = latency_s is not None
             if remote:
                 emulator.set_faults(emulator_faults(latency_s))
-            rate = images_per_second(
+            rate = steady_rate(
                 build(), args.batch_size, warmup, args.timed, emulator if remote else None
             )
             rates[name].append(rate)

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from input_pipeline import SIZE, decode_limit, images_per_second, ours, write_shards
+from input_pipeline import SIZE, decode_limit, ours, steady_rate, write_shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +114,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {name: [] for name in builders}
         for round_ in range(args.rounds):
             for name, build in builders.items():
-                rate = images_per_second(build(), args.batch_size, warmup, args.timed).images_per_s
+                rate = steady_rate(build(), args.batch_size, warmup, args.timed).images_per_s
                 rates[name].append(rate)
                 print(f"round {round_ + 1}: {name:<20} {rate:6.0f} images/s", file=sys.stderr)
     print(
