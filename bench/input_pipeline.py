@@ -45,13 +45,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = 192
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def shard_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The shards, batch and rounds flags that bench/input_stages.py shares."""
     p.add_argument("--images", type=int, default=2048, help="images in the shards (2048)")
     p.add_argument("--shards", type=int, default=16, help="shards, as the public flowers (16)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     p.add_argument("--timed", type=int, default=4096, help="images timed per measurement")
     p.add_argument("--rounds", type=int, default=3, help="rounds of all variants (3)")
+    return p
+
+
+def parse_args() -> argparse.Namespace:
+    p = shard_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--latency-ms", type=float, default=50.0, help="added per request (50)")
     p.add_argument("--skip-gcs", action="store_true", help="local files only")
     return p.parse_args()

@@ -27,19 +27,15 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from input_pipeline import SIZE, decode_limit, ours, steady_rate, write_shards
+from input_pipeline import SIZE, decode_limit, ours, shard_arguments, steady_rate, write_shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=2048, help="images in the shards (2048)")
-    p.add_argument("--shards", type=int, default=16, help="shards, as the public flowers (16)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
-    p.add_argument("--timed", type=int, default=4096, help="images timed per measurement")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of all variants (3)")
-    return p.parse_args()
+    return shard_arguments(
+        argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ).parse_args()
 
 
 def variants(files: list[str], jpegs: list[bytes], batch: int) -> dict[str, Callable[[], Any]]:

@@ -137,8 +137,8 @@ def batch_decoder(spec: DatasetSpec, schema: str, image_size: int) -> Callable[[
 
     tf.data hands every element from stage to stage across threads; decoding a batch per
     call instead of a record per call saves that for all but one element in each batch. On
-    2 cores, side by side (bench/input_stages.py, two runs), the same input reached 0.74-0.87
-    of the JPEG decode limit decoding a record per call and 0.87-0.91 a batch per call. The
+    2 cores, side by side (bench/input_stages.py), the same input reached 0.91 of the JPEG
+    decode limit decoding a record per call and 0.96 a batch per call. The
     records of a batch are decoded one after the other: batches in flight, each on its own
     thread, keep the cores busy.
     """
